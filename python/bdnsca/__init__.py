@@ -1,0 +1,42 @@
+"""bdnsca: a Rust-accelerated toolkit for the loop that improves a retrieval-augmented
+dialogue model. The hot paths (BM25, IR metrics) live in the Rust extension ``bdnsca._core``;
+this package re-exports them with typed Python around them."""
+
+from bdnsca._core import BM25, INDEX_FORMAT_VERSION, STOPWORDS_EN, Tokenizer
+from bdnsca.errors import BdnscaError, DataError, IndexFileError
+from bdnsca.io import (
+    Corpus,
+    Document,
+    Query,
+    read_corpus,
+    read_qrels,
+    read_queries,
+    read_run,
+    write_run,
+)
+from bdnsca.metrics import bootstrap_ci, evaluate
+from bdnsca.retrieval import build_index, search_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BM25",
+    "INDEX_FORMAT_VERSION",
+    "STOPWORDS_EN",
+    "Tokenizer",
+    "BdnscaError",
+    "DataError",
+    "IndexFileError",
+    "Corpus",
+    "Document",
+    "Query",
+    "read_corpus",
+    "read_qrels",
+    "read_queries",
+    "read_run",
+    "write_run",
+    "bootstrap_ci",
+    "evaluate",
+    "build_index",
+    "search_run",
+]

@@ -1,0 +1,126 @@
+"""Type stubs for bdnsca's Rust extension. Every function and class it exports is here."""
+
+from collections.abc import Iterable, Sequence
+from os import PathLike
+
+import numpy as np
+import numpy.typing as npt
+
+STOPWORDS_EN: list[str]
+"""Lucene's English stopword list (the one bm25s calls ``en``)."""
+
+INDEX_FORMAT_VERSION: int
+"""The version of the index file format this build reads and writes."""
+
+class BdnscaError(ValueError):
+    """Base class of bdnsca's errors."""
+
+class IndexFileError(BdnscaError):
+    """An index file is truncated, corrupt, foreign or of another format version."""
+
+class Tokenizer:
+    """Unicode lower-casing, splitting on non-alphanumerics, optional stopwords and stemmer.
+
+    ``stopwords``: None, ``"en"`` (Lucene's English list) or a list of words.
+    ``stemmer``: None or ``"english"`` (Snowball English, as PyStemmer's ``english``).
+    Raises BdnscaError for an unknown stopword list or stemmer.
+    """
+
+    def __init__(
+        self,
+        lowercase: bool = True,
+        stopwords: str | Sequence[str] | None = None,
+        stemmer: str | None = None,
+    ) -> None: ...
+    def tokenize(self, texts: str | Iterable[str]) -> list[list[str]]:
+        """Tokens of each text (a single string counts as a list of one), in parallel."""
+    @property
+    def lowercase(self) -> bool: ...
+    @property
+    def stopwords(self) -> list[str]: ...
+    @property
+    def stemmer(self) -> str | None: ...
+
+class BM25:
+    """Okapi BM25 with bm25s's scoring variants, computed in Rust.
+
+    ``method``: ``lucene`` (default), ``robertson``, ``atire``, ``bm25l`` or ``bm25+``; ``k1``,
+    ``b`` and ``delta`` (BM25L / BM25+) as in bm25s. ``tokenizer`` tokenises raw-text corpora
+    and string queries (default: ``Tokenizer()``). Raises BdnscaError for bad parameters.
+    """
+
+    def __init__(
+        self,
+        method: str = "lucene",
+        k1: float = 1.5,
+        b: float = 0.75,
+        delta: float = 0.5,
+        tokenizer: Tokenizer | None = None,
+    ) -> None: ...
+    def index(self, corpus: Sequence[str] | Sequence[Sequence[str]], ids: Sequence[str] | None = None) -> BM25:
+        """Index raw texts or pre-tokenised documents under ``ids`` ("0".."n-1" by default).
+
+        Raises BdnscaError for an empty corpus, duplicate ids or a length mismatch; TypeError
+        for mixed or non-string input. Returns self.
+        """
+    def get_scores(self, query: str | Sequence[str]) -> npt.NDArray[np.float32]:
+        """The score of every document, in index order. Repeated query tokens count each time."""
+    def search(self, query: str | Sequence[str], k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` best documents holding at least one query term, as (id, score), best first.
+
+        Order: score descending, then index position ascending. A query with no known term
+        returns []. Raises BdnscaError when ``k <= 0``.
+        """
+    def search_batch(
+        self, queries: Sequence[str | Sequence[str]], k: int = 10, threads: int | None = None
+    ) -> tuple[list[list[str]], npt.NDArray[np.float32]]:
+        """Top-k for every query in parallel with the GIL released.
+
+        Returns ``(ids, scores)``: ``ids[i]`` is query i's documents, best first (fewer than k
+        when fewer match); ``scores`` has shape (n_queries, k), NaN where there is no document.
+        ``threads=None`` uses every core.
+        """
+    def search_batch_indices(
+        self, queries: Sequence[str | Sequence[str]], k: int = 10, threads: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """As ``search_batch``, with document positions (int64, -1 padded) instead of ids."""
+    def save(self, path: str | PathLike[str]) -> None:
+        """Write one versioned, checksummed index file, atomically (temp file, then rename)."""
+    @staticmethod
+    def load(path: str | PathLike[str]) -> BM25:
+        """Load an index written by ``save``. Raises IndexFileError for a truncated, corrupt or
+        foreign file, FileNotFoundError when it is missing."""
+    def doc_index(self, doc_id: str) -> int | None:
+        """The position of ``doc_id`` in the index, or None."""
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def k1(self) -> float: ...
+    @property
+    def b(self) -> float: ...
+    @property
+    def delta(self) -> float: ...
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+    @property
+    def n_docs(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def n_postings(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the index arrays and vocabulary."""
+    def __len__(self) -> int: ...
+
+def evaluate_matrix(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: list[str]
+) -> tuple[list[str], list[str], npt.NDArray[np.float64], int, int]:
+    """Per-query metric values with trec_eval's semantics.
+
+    Returns (query ids of qrels, metric names, values (n_queries, n_metrics), number of qrels
+    queries the run lacks, number of run queries qrels lack). Raises BdnscaError for an unknown
+    metric name, TypeError for values of the wrong type.
+    """

@@ -1,0 +1,233 @@
+"""The ``bdnsca`` command line: a thin layer over the importable functions.
+
+Heavy libraries (torch, transformers, llama_cpp) are imported only inside the commands
+that need them, so ``bdnsca --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from bdnsca.errors import BdnscaError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(),
+        transient=True,
+    )
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="bdnsca")
+def cli() -> None:
+    """bdnsca: BM25 retrieval, hard negatives, IR metrics, preference optimisation and serving
+    benchmarks for a retrieval-augmented dialogue model."""
+
+
+# ----------------------------------------------------------------------------- index
+
+
+@cli.command("index", context_settings=CONTEXT)
+@click.option("--corpus", required=True, type=click.Path(exists=True), help="Corpus JSONL or BEIR folder.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write.")
+@click.option(
+    "--method",
+    default="lucene",
+    show_default=True,
+    type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+)
+@click.option("--k1", default=1.5, show_default=True, type=float)
+@click.option("--b", "b", default=0.75, show_default=True, type=float)
+@click.option("--delta", default=0.5, show_default=True, type=float, help="BM25L / BM25+ only.")
+@click.option("--stopwords", type=click.Choice(["en"]), default=None, help="Drop English stopwords.")
+@click.option("--stemmer", type=click.Choice(["english"]), default=None, help="Snowball English stemmer.")
+@click.option("--no-title", is_flag=True, help="Index the text alone, not title + text.")
+@click.option("--dedupe", is_flag=True, help="Drop documents whose id was seen before (else an error).")
+def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title, dedupe) -> None:
+    """Build a BM25 index file from a corpus."""
+    from bdnsca.io import read_corpus
+    from bdnsca.retrieval import build_index, make_tokenizer
+
+    con = _console()
+    t0 = time.perf_counter()
+    with con.status("reading corpus"):
+        docs = read_corpus(corpus, dedupe=dedupe)
+    if docs.duplicates_dropped:
+        con.print(f"dropped {docs.duplicates_dropped} documents with duplicate ids")
+    with con.status(f"indexing {len(docs):,} documents"):
+        bm25 = build_index(
+            docs,
+            method=method,
+            k1=k1,
+            b=b,
+            delta=delta,
+            tokenizer=make_tokenizer(stopwords, stemmer),
+            include_title=not no_title,
+        )
+        bm25.save(output)
+    con.print(
+        f"indexed {bm25.n_docs:,} documents, {bm25.vocab_size:,} terms, {bm25.n_postings:,} postings "
+        f"({method}) -> {output} in {time.perf_counter() - t0:.2f}s"
+    )
+
+
+# ----------------------------------------------------------------------------- search
+
+
+@cli.command("search", context_settings=CONTEXT)
+@click.option("--index", "index_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--queries", required=True, type=click.Path(exists=True), help="Gold JSONL, BEIR queries or folder.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Run file (.jsonl or TREC).")
+@click.option("--k", "-k", default=100, show_default=True, type=int, help="Documents per query.")
+@click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
+@click.option("--tag", default="bdnsca", show_default=True, help="Run tag (TREC column 6).")
+def search_cmd(index_path, queries, output, k, threads, tag) -> None:
+    """Search an index with every query and write a run."""
+    from bdnsca._core import BM25
+    from bdnsca.io import read_queries, write_run
+    from bdnsca.retrieval import search_run
+
+    if k <= 0:
+        raise BdnscaError(f"--k must be >= 1, got {k}")
+    con = _console()
+    t0 = time.perf_counter()
+    bm25 = BM25.load(index_path)
+    qs = read_queries(queries)
+    run: dict[str, dict[str, float]] = {}
+    batch = 4096
+    with _progress() as bar:
+        task = bar.add_task("searching", total=len(qs))
+        for start in range(0, len(qs), batch):
+            chunk = qs[start : start + batch]
+            run.update(search_run(bm25, chunk, k=k, threads=threads))
+            bar.advance(task, len(chunk))
+    write_run(output, run, tag=tag)
+    empty = sum(1 for v in run.values() if not v)
+    con.print(
+        f"searched {len(qs):,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
+        + (f"; {empty} queries had no known term" if empty else "")
+    )
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _load_qrels(path: str):
+    from bdnsca.io import read_qrels
+
+    return read_qrels(path)
+
+
+@cli.command("evaluate", context_settings=CONTEXT)
+@click.option("--qrels", required=True, type=click.Path(exists=True), help="Gold JSONL, TREC qrels or BEIR.")
+@click.option("--run", "run_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--metrics",
+    default="mrr@10,ndcg@10,recall@10,recall@100,precision@10,hit@1,map",
+    show_default=True,
+    help="Comma-separated metric names.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="JSON file to write.")
+@click.option("--bootstrap", default=1000, show_default=True, type=int, help="Bootstrap resamples (0: none).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
+    """Score a run against judgements: a table of means with 95% bootstrap intervals, and JSON."""
+    import warnings
+
+    from rich.table import Table
+
+    from bdnsca.io import read_run, write_json
+    from bdnsca.metrics import bootstrap_ci, evaluate_matrix
+
+    names = _csv(metrics)
+    if not names:
+        raise BdnscaError("--metrics names no metric")
+    qrels_d = _load_qrels(qrels)
+    run = read_run(run_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qids, names, values = evaluate_matrix(qrels_d, run, names)
+    con = _console()
+    for w in caught:
+        con.print(f"[yellow]warning:[/yellow] {w.message}")
+    means = values.mean(axis=0)
+    ci = bootstrap_ci(values, bootstrap, seed) if bootstrap > 0 else None
+    table = Table(title=f"{len(qids)} queries")
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    if ci is not None:
+        table.add_column("95% CI", justify="right")
+    for i, name in enumerate(names):
+        row = [name, f"{means[i]:.4f}"]
+        if ci is not None:
+            row.append(f"[{ci[i, 0]:.4f}, {ci[i, 1]:.4f}]")
+        table.add_row(*row)
+    from rich.console import Console
+
+    Console().print(table)
+    if output:
+        write_json(
+            output,
+            {
+                "qrels": str(qrels),
+                "run": str(run_path),
+                "n_queries": len(qids),
+                "metrics": {n: float(m) for n, m in zip(names, means, strict=True)},
+                "ci95": (
+                    {n: [float(lo), float(hi)] for n, (lo, hi) in zip(names, ci, strict=True)}
+                    if ci is not None
+                    else None
+                ),
+                "bootstrap": {"resamples": bootstrap, "seed": seed},
+                "per_query": {q: dict(zip(names, row, strict=True)) for q, row in zip(qids, values.tolist(), strict=True)},
+            },
+        )
+        con.print(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI; a failure prints one line and exits non-zero."""
+    try:
+        rc = cli.main(args=argv, prog_name="bdnsca", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (BdnscaError, OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+        if os.environ.get("BDNSCA_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"error: {msg}", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

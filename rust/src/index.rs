@@ -1,0 +1,402 @@
+//! The BM25 index: postings with precomputed per-(term, document) weights
+//! ("eager scoring", as bm25s does), so a query is a sum of a few postings
+//! lists followed by a top-k collection.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+use crate::scoring::Params;
+use crate::tokenizer::Tokenizer;
+use crate::topk::{Hit, TopK};
+
+/// Documents are counted in chunks of this many, in parallel; chunking by
+/// document count (not thread count) keeps term ids identical on any machine.
+const CHUNK: usize = 4096;
+
+pub struct Bm25Index {
+    pub(crate) params: Params,
+    pub(crate) vocab: FxHashMap<String, u32>,
+    pub(crate) terms: Vec<String>,
+    /// Postings of term t are `docs[indptr[t]..indptr[t + 1]]`, ascending.
+    pub(crate) indptr: Vec<u64>,
+    pub(crate) docs: Vec<u32>,
+    pub(crate) weights: Vec<f32>,
+    /// Per-term score of a document *without* the term (BM25L, BM25+); empty otherwise.
+    /// Postings then hold `weight - nonoccurrence` so that a query adds the sum back once.
+    pub(crate) nonocc: Vec<f32>,
+    pub(crate) n_docs: usize,
+    pub(crate) avgdl: f64,
+}
+
+/// One chunk of documents counted with a chunk-local vocabulary.
+struct ChunkCounts {
+    terms: Vec<String>,
+    /// (local term id, term frequency), document after document.
+    entries: Vec<(u32, u32)>,
+    /// Document d of the chunk owns `entries[ends[d-1]..ends[d]]`.
+    ends: Vec<usize>,
+    lens: Vec<u32>,
+}
+
+fn count_chunk<T, F>(docs: &[T], tokens_of: &F) -> ChunkCounts
+where
+    F: Fn(&T, &mut dyn FnMut(&str)),
+{
+    let mut local: FxHashMap<String, u32> = FxHashMap::default();
+    let mut terms = Vec::new();
+    let mut entries = Vec::new();
+    let mut ends = Vec::with_capacity(docs.len());
+    let mut lens = Vec::with_capacity(docs.len());
+    let mut ids: Vec<u32> = Vec::new();
+    for doc in docs {
+        ids.clear();
+        tokens_of(doc, &mut |tok: &str| {
+            let id = match local.get(tok) {
+                Some(&id) => id,
+                None => {
+                    let id = terms.len() as u32;
+                    local.insert(tok.to_string(), id);
+                    terms.push(tok.to_string());
+                    id
+                }
+            };
+            ids.push(id);
+        });
+        lens.push(ids.len() as u32);
+        ids.sort_unstable();
+        let mut i = 0;
+        while i < ids.len() {
+            let mut j = i + 1;
+            while j < ids.len() && ids[j] == ids[i] {
+                j += 1;
+            }
+            entries.push((ids[i], (j - i) as u32));
+            i = j;
+        }
+        ends.push(entries.len());
+    }
+    ChunkCounts {
+        terms,
+        entries,
+        ends,
+        lens,
+    }
+}
+
+impl Bm25Index {
+    /// Builds an index from raw texts, tokenised with `tokenizer`.
+    pub fn from_texts<S: AsRef<str> + Sync>(
+        texts: &[S],
+        tokenizer: &Tokenizer,
+        params: Params,
+    ) -> Result<Self> {
+        Self::build(texts, params, &|t: &S, emit: &mut dyn FnMut(&str)| {
+            tokenizer.for_each_token(t.as_ref(), |tok| emit(tok))
+        })
+    }
+
+    /// Builds an index from pre-tokenised documents.
+    pub fn from_tokens<D: AsRef<[S]> + Sync, S: AsRef<str>>(docs: &[D], params: Params) -> Result<Self> {
+        Self::build(docs, params, &|d: &D, emit: &mut dyn FnMut(&str)| {
+            d.as_ref().iter().for_each(|t| emit(t.as_ref()))
+        })
+    }
+
+    fn build<T: Sync, F>(docs: &[T], params: Params, tokens_of: &F) -> Result<Self>
+    where
+        F: Fn(&T, &mut dyn FnMut(&str)) + Sync,
+    {
+        if docs.is_empty() {
+            return Err(Error::invalid("cannot index an empty corpus"));
+        }
+        if docs.len() > u32::MAX as usize {
+            return Err(Error::invalid("a corpus holds at most 4,294,967,295 documents"));
+        }
+        let chunks: Vec<ChunkCounts> = docs
+            .par_chunks(CHUNK)
+            .map(|c| count_chunk(c, tokens_of))
+            .collect();
+
+        // Merge the chunk vocabularies in chunk order: term ids follow first appearance.
+        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut terms: Vec<String> = Vec::new();
+        let remaps: Vec<Vec<u32>> = chunks
+            .iter()
+            .map(|c| {
+                c.terms
+                    .iter()
+                    .map(|t| {
+                        *vocab.entry(t.clone()).or_insert_with(|| {
+                            terms.push(t.clone());
+                            (terms.len() - 1) as u32
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+
+        let n_docs = docs.len();
+        let n_terms = terms.len();
+        let total_len: u64 = chunks.iter().flat_map(|c| c.lens.iter()).map(|&l| l as u64).sum();
+        let avgdl = total_len as f64 / n_docs as f64;
+
+        let mut df = vec![0u64; n_terms];
+        for (c, remap) in chunks.iter().zip(&remaps) {
+            for &(t, _) in &c.entries {
+                df[remap[t as usize] as usize] += 1;
+            }
+        }
+        let mut indptr = vec![0u64; n_terms + 1];
+        for t in 0..n_terms {
+            indptr[t + 1] = indptr[t] + df[t];
+        }
+        let n = n_docs as f64;
+        let idf: Vec<f64> = df.iter().map(|&d| params.idf(d as f64, n)).collect();
+        let nonocc: Vec<f32> = if params.method.has_nonoccurrence() {
+            idf.iter()
+                .map(|&i| (i * params.tfc(0.0, avgdl, avgdl)) as f32)
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        let n_post = indptr[n_terms] as usize;
+        let mut post_docs = vec![0u32; n_post];
+        let mut weights = vec![0f32; n_post];
+        let mut cursor: Vec<u64> = indptr[..n_terms].to_vec();
+        let mut doc = 0u32;
+        for (c, remap) in chunks.iter().zip(&remaps) {
+            let mut start = 0;
+            for (d, &end) in c.ends.iter().enumerate() {
+                let dl = c.lens[d] as f64;
+                for &(lt, tf) in &c.entries[start..end] {
+                    let t = remap[lt as usize] as usize;
+                    let mut w = idf[t] * params.tfc(tf as f64, dl, avgdl);
+                    if let Some(&base) = nonocc.get(t) {
+                        w -= base as f64;
+                    }
+                    let pos = cursor[t] as usize;
+                    cursor[t] += 1;
+                    post_docs[pos] = doc;
+                    weights[pos] = w as f32;
+                }
+                start = end;
+                doc += 1;
+            }
+        }
+        Ok(Bm25Index {
+            params,
+            vocab,
+            terms,
+            indptr,
+            docs: post_docs,
+            weights,
+            nonocc,
+            n_docs,
+            avgdl,
+        })
+    }
+
+    pub fn n_docs(&self) -> usize {
+        self.n_docs
+    }
+
+    pub fn n_terms(&self) -> usize {
+        self.terms.len()
+    }
+
+    pub fn n_postings(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    pub fn avgdl(&self) -> f64 {
+        self.avgdl
+    }
+
+    /// Bytes held by the index's arrays and vocabulary (an estimate of its memory).
+    pub fn memory_bytes(&self) -> usize {
+        let vocab: usize = self.terms.iter().map(|t| 2 * t.len() + 56).sum();
+        self.indptr.len() * 8 + self.docs.len() * 4 + self.weights.len() * 4 + self.nonocc.len() * 4 + vocab
+    }
+
+    /// Term ids of the query's tokens that the index knows, duplicates kept
+    /// (a repeated query term counts as often as it appears, as in bm25s).
+    pub fn term_ids<S: AsRef<str>>(&self, tokens: &[S]) -> Vec<u32> {
+        tokens
+            .iter()
+            .filter_map(|t| self.vocab.get(t.as_ref()).copied())
+            .collect()
+    }
+
+    /// Score every document gets from the query terms it lacks (0 but for BM25L/BM25+).
+    fn base_score(&self, q: &[u32]) -> f32 {
+        if self.nonocc.is_empty() {
+            0.0
+        } else {
+            q.iter().map(|&t| self.nonocc[t as usize]).sum()
+        }
+    }
+
+    fn postings(&self, t: u32) -> (&[u32], &[f32]) {
+        let (s, e) = (
+            self.indptr[t as usize] as usize,
+            self.indptr[t as usize + 1] as usize,
+        );
+        (&self.docs[s..e], &self.weights[s..e])
+    }
+
+    /// The score of every document, in index order.
+    pub fn scores(&self, q: &[u32]) -> Vec<f32> {
+        let mut acc = vec![0f32; self.n_docs];
+        for &t in q {
+            let (docs, ws) = self.postings(t);
+            for (&d, &w) in docs.iter().zip(ws) {
+                acc[d as usize] += w;
+            }
+        }
+        let base = self.base_score(q);
+        if base != 0.0 {
+            acc.iter_mut().for_each(|s| *s += base);
+        }
+        acc
+    }
+
+    /// The `k` best documents among those holding at least one query term.
+    pub fn top_k(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
+        scratch.prepare(self.n_docs);
+        let Scratch {
+            acc,
+            seen,
+            touched,
+            epoch,
+        } = scratch;
+        for &t in q {
+            let (docs, ws) = self.postings(t);
+            for (&d, &w) in docs.iter().zip(ws) {
+                let di = d as usize;
+                if seen[di] != *epoch {
+                    seen[di] = *epoch;
+                    acc[di] = 0.0;
+                    touched.push(d);
+                }
+                acc[di] += w;
+            }
+        }
+        let base = self.base_score(q);
+        let mut top = TopK::new(k);
+        for &d in touched.iter() {
+            top.push(Hit {
+                doc: d,
+                score: acc[d as usize] + base,
+            });
+        }
+        top.into_sorted()
+    }
+
+    pub fn search(&self, q: &[u32], k: usize) -> Vec<Hit> {
+        self.top_k(q, k, &mut Scratch::default())
+    }
+
+    /// Top-k for many queries at once, in parallel on the current rayon pool.
+    pub fn search_batch(&self, queries: &[Vec<u32>], k: usize) -> Vec<Vec<Hit>> {
+        queries
+            .par_iter()
+            .map_init(Scratch::default, |s, q| self.top_k(q, k, s))
+            .collect()
+    }
+}
+
+/// Per-thread working memory for `top_k`, reused across queries.
+#[derive(Default)]
+pub struct Scratch {
+    acc: Vec<f32>,
+    seen: Vec<u32>,
+    touched: Vec<u32>,
+    epoch: u32,
+}
+
+impl Scratch {
+    fn prepare(&mut self, n_docs: usize) {
+        if self.acc.len() != n_docs {
+            self.acc = vec![0.0; n_docs];
+            self.seen = vec![0; n_docs];
+            self.epoch = 0;
+        }
+        self.touched.clear();
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.seen.iter_mut().for_each(|s| *s = 0);
+            self.epoch = 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scoring::Method;
+
+    fn corpus() -> Vec<Vec<&'static str>> {
+        vec![
+            vec!["a", "cat", "sat"],
+            vec!["a", "dog", "sat", "sat"],
+            vec!["the", "cat", "and", "the", "dog"],
+            vec!["nothing", "here"],
+        ]
+    }
+
+    fn brute(docs: &[Vec<&str>], q: &[&str], p: Params) -> Vec<f64> {
+        let n = docs.len() as f64;
+        let avgdl = docs.iter().map(|d| d.len()).sum::<usize>() as f64 / n;
+        docs.iter()
+            .map(|d| {
+                q.iter()
+                    .map(|t| {
+                        let df = docs.iter().filter(|d| d.contains(t)).count() as f64;
+                        if df == 0.0 {
+                            return 0.0;
+                        }
+                        let tf = d.iter().filter(|x| *x == t).count() as f64;
+                        p.idf(df, n) * p.tfc(tf, d.len() as f64, avgdl)
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scores_equal_the_formula_for_every_method() {
+        for m in ["robertson", "atire", "bm25l", "bm25+", "lucene"] {
+            let p = Params::new(Method::parse(m).unwrap(), 1.5, 0.75, 0.5).unwrap();
+            let docs = corpus();
+            let idx = Bm25Index::from_tokens(&docs, p).unwrap();
+            let q = ["cat", "sat", "sat", "zebra"];
+            let got = idx.scores(&idx.term_ids(&q));
+            let want = brute(&docs, &q, p);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0), "{m}: {g} vs {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn top_k_is_sorted_and_only_matching() {
+        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
+        let idx = Bm25Index::from_tokens(&corpus(), p).unwrap();
+        let hits = idx.search(&idx.term_ids(&["sat"]), 10);
+        assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), vec![1, 0]);
+        assert!(idx.search(&idx.term_ids(&["zebra"]), 10).is_empty());
+    }
+
+    #[test]
+    fn empty_corpus_is_an_error() {
+        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
+        let docs: Vec<Vec<&str>> = vec![];
+        assert!(Bm25Index::from_tokens(&docs, p).is_err());
+    }
+}

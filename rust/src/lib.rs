@@ -1,0 +1,18 @@
+//! bdnsca's Rust core: BM25 retrieval, IR metrics and (later) mining and Pareto
+//! frontiers. The core knows nothing of Python; `python.rs` is the thin binding.
+
+pub mod error;
+pub mod index;
+pub mod metrics;
+pub mod persist;
+pub mod scoring;
+pub mod tokenizer;
+pub mod topk;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};
+pub use index::Bm25Index;
+pub use scoring::{Method, Params};
+pub use tokenizer::Tokenizer;
