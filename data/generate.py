@@ -35,7 +35,12 @@ DOMAINS: dict[str, dict[str, list[str]]] = {
     },
     "quests": {
         "roles": ["harbor captain", "guild quartermaster", "village elder", "wandering knight"],
-        "actions": ["escort the salt caravan", "recover the stolen ledger", "clear the old mine", "deliver the sealed letter"],
+        "actions": [
+            "escort the salt caravan",
+            "recover the stolen ledger",
+            "clear the old mine",
+            "deliver the sealed letter",
+        ],
         "places": ["Gloomfen", "the Copper Pass", "Redwater ford", "the Hollow Oak"],
         "facts": [
             "the reward is forty silver and a writ of passage",
@@ -65,7 +70,12 @@ DOMAINS: dict[str, dict[str, list[str]]] = {
     },
     "memory": {
         "roles": ["player companion", "town guard", "tavern regular", "ferryman"],
-        "actions": ["recall a past promise", "remember a debt", "recognise a returning hero", "mention a shared battle"],
+        "actions": [
+            "recall a past promise",
+            "remember a debt",
+            "recognise a returning hero",
+            "mention a shared battle",
+        ],
         "places": ["the north docks", "the burned mill", "the crossroads shrine", "the barracks yard"],
         "facts": [
             "the player saved his brother from wolves",
@@ -110,7 +120,12 @@ DOMAINS: dict[str, dict[str, list[str]]] = {
     },
     "naval": {
         "roles": ["harbor master", "ship pilot", "navy quartermaster", "lighthouse keeper"],
-        "actions": ["chart a safe channel", "inspect a cargo hold", "signal the fleet", "repair the mainsail"],
+        "actions": [
+            "chart a safe channel",
+            "inspect a cargo hold",
+            "signal the fleet",
+            "repair the mainsail",
+        ],
         "places": ["the south harbor", "the reef passage", "the dry dock", "the lighthouse"],
         "facts": [
             "the reef is safe only at high tide",
@@ -125,7 +140,12 @@ DOMAINS: dict[str, dict[str, list[str]]] = {
     },
     "engineering": {
         "roles": ["siege engineer", "bridge builder", "mill wright", "tunnel foreman"],
-        "actions": ["reinforce the gate", "survey the riverbank", "repair the water wheel", "shore up the tunnel"],
+        "actions": [
+            "reinforce the gate",
+            "survey the riverbank",
+            "repair the water wheel",
+            "shore up the tunnel",
+        ],
         "places": ["the outer wall", "the stone bridge", "the grain mill", "the lower tunnels"],
         "facts": [
             "oak beams outlast pine by a decade",

@@ -57,7 +57,9 @@ class BM25:
         delta: float = 0.5,
         tokenizer: Tokenizer | None = None,
     ) -> None: ...
-    def index(self, corpus: Sequence[str] | Sequence[Sequence[str]], ids: Sequence[str] | None = None) -> BM25:
+    def index(
+        self, corpus: Sequence[str] | Sequence[Sequence[str]], ids: Sequence[str] | None = None
+    ) -> BM25:
         """Index raw texts or pre-tokenised documents under ``ids`` ("0".."n-1" by default).
 
         Raises BdnscaError for an empty corpus, duplicate ids or a length mismatch; TypeError

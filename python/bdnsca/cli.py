@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import click
 
@@ -101,8 +100,12 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title
 
 @cli.command("search", context_settings=CONTEXT)
 @click.option("--index", "index_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--queries", required=True, type=click.Path(exists=True), help="Gold JSONL, BEIR queries or folder.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Run file (.jsonl or TREC).")
+@click.option(
+    "--queries", required=True, type=click.Path(exists=True), help="Gold JSONL, BEIR queries or folder."
+)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(dir_okay=False), help="Run file (.jsonl or TREC)."
+)
 @click.option("--k", "-k", default=100, show_default=True, type=int, help="Documents per query.")
 @click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
 @click.option("--tag", default="bdnsca", show_default=True, help="Run tag (TREC column 6).")
@@ -204,7 +207,10 @@ def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
                     else None
                 ),
                 "bootstrap": {"resamples": bootstrap, "seed": seed},
-                "per_query": {q: dict(zip(names, row, strict=True)) for q, row in zip(qids, values.tolist(), strict=True)},
+                "per_query": {
+                    q: dict(zip(names, row, strict=True))
+                    for q, row in zip(qids, values.tolist(), strict=True)
+                },
             },
         )
         con.print(f"wrote {output}")

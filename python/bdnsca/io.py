@@ -245,7 +245,17 @@ def read_queries(path: str | os.PathLike[str]) -> list[Query]:
         extra = {
             k: v
             for k, v in obj.items()
-            if k not in ("query_id", "_id", "qid", "id", "query", "text", "relevant_doc_ids", "relevant_doc_grades")
+            if k
+            not in (
+                "query_id",
+                "_id",
+                "qid",
+                "id",
+                "query",
+                "text",
+                "relevant_doc_ids",
+                "relevant_doc_grades",
+            )
         }
         queries.append(Query(qid, text, relevant, extra))
     if qrels is not None:
@@ -345,7 +355,9 @@ def read_run(path: str | os.PathLike[str]) -> Run:
             if not parts:
                 continue
             if len(parts) != 6:
-                raise DataError(path, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}")
+                raise DataError(
+                    path, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}"
+                )
             try:
                 score = float(parts[4])
             except ValueError:

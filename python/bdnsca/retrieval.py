@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 from bdnsca._core import BM25, Tokenizer
 from bdnsca.errors import BdnscaError
 from bdnsca.io import Corpus, Query, Run
 
 
-def make_tokenizer(stopwords: str | None = None, stemmer: str | None = None, lowercase: bool = True) -> Tokenizer:
+def make_tokenizer(
+    stopwords: str | None = None, stemmer: str | None = None, lowercase: bool = True
+) -> Tokenizer:
     return Tokenizer(lowercase=lowercase, stopwords=stopwords, stemmer=stemmer)
 
 
@@ -30,9 +31,7 @@ def build_index(
     return bm25
 
 
-def search_run(
-    bm25: BM25, queries: Sequence[Query], k: int = 100, threads: int | None = None
-) -> Run:
+def search_run(bm25: BM25, queries: Sequence[Query], k: int = 100, threads: int | None = None) -> Run:
     """Top-k for every query as a run ``{query_id: {doc_id: score}}``; a query with no
     known term gets an empty entry."""
     if k <= 0:

@@ -97,7 +97,10 @@ impl Bm25Index {
     }
 
     /// Builds an index from pre-tokenised documents.
-    pub fn from_tokens<D: AsRef<[S]> + Sync, S: AsRef<str>>(docs: &[D], params: Params) -> Result<Self> {
+    pub fn from_tokens<D: AsRef<[S]> + Sync, S: AsRef<str>>(
+        docs: &[D],
+        params: Params,
+    ) -> Result<Self> {
         Self::build(docs, params, &|d: &D, emit: &mut dyn FnMut(&str)| {
             d.as_ref().iter().for_each(|t| emit(t.as_ref()))
         })
@@ -111,7 +114,9 @@ impl Bm25Index {
             return Err(Error::invalid("cannot index an empty corpus"));
         }
         if docs.len() > u32::MAX as usize {
-            return Err(Error::invalid("a corpus holds at most 4,294,967,295 documents"));
+            return Err(Error::invalid(
+                "a corpus holds at most 4,294,967,295 documents",
+            ));
         }
         let chunks: Vec<ChunkCounts> = docs
             .par_chunks(CHUNK)
@@ -138,7 +143,11 @@ impl Bm25Index {
 
         let n_docs = docs.len();
         let n_terms = terms.len();
-        let total_len: u64 = chunks.iter().flat_map(|c| c.lens.iter()).map(|&l| l as u64).sum();
+        let total_len: u64 = chunks
+            .iter()
+            .flat_map(|c| c.lens.iter())
+            .map(|&l| l as u64)
+            .sum();
         let avgdl = total_len as f64 / n_docs as f64;
 
         let mut df = vec![0u64; n_terms];
@@ -221,7 +230,11 @@ impl Bm25Index {
     /// Bytes held by the index's arrays and vocabulary (an estimate of its memory).
     pub fn memory_bytes(&self) -> usize {
         let vocab: usize = self.terms.iter().map(|t| 2 * t.len() + 56).sum();
-        self.indptr.len() * 8 + self.docs.len() * 4 + self.weights.len() * 4 + self.nonocc.len() * 4 + vocab
+        self.indptr.len() * 8
+            + self.docs.len() * 4
+            + self.weights.len() * 4
+            + self.nonocc.len() * 4
+            + vocab
     }
 
     /// Term ids of the query's tokens that the index knows, duplicates kept
@@ -379,7 +392,10 @@ mod tests {
             let got = idx.scores(&idx.term_ids(&q));
             let want = brute(&docs, &q, p);
             for (g, w) in got.iter().zip(&want) {
-                assert!((*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0), "{m}: {g} vs {w}");
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{m}: {g} vs {w}"
+                );
             }
         }
     }

@@ -33,10 +33,14 @@ impl Metric {
         let (base, k) = match lower.split_once('@') {
             Some((b, k)) => {
                 let k: usize = k.parse().map_err(|_| {
-                    Error::invalid(format!("metric {name:?}: the cut-off after '@' must be a whole number"))
+                    Error::invalid(format!(
+                        "metric {name:?}: the cut-off after '@' must be a whole number"
+                    ))
                 })?;
                 if k == 0 {
-                    return Err(Error::invalid(format!("metric {name:?}: the cut-off must be >= 1")));
+                    return Err(Error::invalid(format!(
+                        "metric {name:?}: the cut-off must be >= 1"
+                    )));
                 }
                 (b.to_string(), Some(k))
             }
@@ -58,7 +62,9 @@ impl Metric {
             }
         };
         if kind == Kind::RPrecision && k.is_some() {
-            return Err(Error::invalid(format!("metric {name:?}: r-precision takes no cut-off")));
+            return Err(Error::invalid(format!(
+                "metric {name:?}: r-precision takes no cut-off"
+            )));
         }
         Ok(Metric { kind, k })
     }
@@ -83,7 +89,13 @@ pub fn trec_sort(ranked: &mut [(f64, &str, i32)]) {
 fn dcg(gains: impl Iterator<Item = f64>) -> f64 {
     gains
         .enumerate()
-        .map(|(i, g)| if g > 0.0 { g / ((i + 2) as f64).log2() } else { 0.0 })
+        .map(|(i, g)| {
+            if g > 0.0 {
+                g / ((i + 2) as f64).log2()
+            } else {
+                0.0
+            }
+        })
         .sum()
 }
 
@@ -190,10 +202,26 @@ mod tests {
     fn hand_checked_values() {
         // ranking after sort: d3 (rel 0), d1 (rel 2), d2 (rel 0), d4 (rel 1)
         let mut q = QueryInput {
-            ranked: vec![(0.9, "d1", 2), (0.9, "d3", 0), (0.5, "d2", 0), (0.1, "d4", 1)],
+            ranked: vec![
+                (0.9, "d1", 2),
+                (0.9, "d3", 0),
+                (0.5, "d2", 0),
+                (0.1, "d4", 1),
+            ],
             judged: vec![2, 1, 0],
         };
-        let v = evaluate_query(&mut q, &m(&["mrr@10", "p@2", "recall@2", "hit@1", "map", "r-precision", "ndcg@4"]));
+        let v = evaluate_query(
+            &mut q,
+            &m(&[
+                "mrr@10",
+                "p@2",
+                "recall@2",
+                "hit@1",
+                "map",
+                "r-precision",
+                "ndcg@4",
+            ]),
+        );
         assert_eq!(v[0], 0.5);
         assert_eq!(v[1], 0.5);
         assert_eq!(v[2], 0.5);

@@ -30,7 +30,10 @@ fn put_f64(buf: &mut Vec<u8>, v: f64) {
 /// Writes `bytes` to `path` through a temporary file in the same folder and a
 /// rename, so a failed write never leaves half a file where a good one was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
@@ -79,7 +82,10 @@ pub fn to_bytes(index: &Bm25Index, ids: &[String], tok: &TokenizerSettings) -> V
     let n_terms = index.terms.len();
     let vocab_bytes: usize = index.terms.iter().map(|t| t.len() + 4).sum();
     let mut buf = Vec::with_capacity(
-        256 + index.indptr.len() * 8 + index.docs.len() * 8 + index.nonocc.len() * 4 + vocab_bytes
+        256 + index.indptr.len() * 8
+            + index.docs.len() * 8
+            + index.nonocc.len() * 4
+            + vocab_bytes
             + ids.iter().map(|s| s.len() + 4).sum::<usize>(),
     );
     buf.extend_from_slice(MAGIC);
@@ -117,7 +123,11 @@ pub fn to_bytes(index: &Bm25Index, ids: &[String], tok: &TokenizerSettings) -> V
 
 pub fn save(index: &Bm25Index, ids: &[String], tok: &TokenizerSettings, path: &Path) -> Result<()> {
     if ids.len() != index.n_docs() {
-        return Err(Error::invalid(format!("{} ids for {} documents", ids.len(), index.n_docs())));
+        return Err(Error::invalid(format!(
+            "{} ids for {} documents",
+            ids.len(),
+            index.n_docs()
+        )));
     }
     write_atomic(path, &to_bytes(index, ids, tok))
 }
@@ -147,10 +157,14 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().unwrap_or([0; 4])))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().unwrap_or([0; 4]),
+        ))
     }
     fn u64(&mut self, what: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().unwrap_or([0; 8])))
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().unwrap_or([0; 8]),
+        ))
     }
     fn f64(&mut self, what: &str) -> Result<f64> {
         Ok(f64::from_bits(self.u64(what)?))
@@ -159,7 +173,9 @@ impl<'a> Reader<'a> {
         let n = self.u64(what)?;
         let remaining = (self.buf.len() - self.pos) as u64;
         if n.saturating_mul(elem as u64) > remaining {
-            return Err(self.bad(format!("{what} = {n} does not fit in the file (truncated or corrupt)")));
+            return Err(self.bad(format!(
+                "{what} = {n} does not fit in the file (truncated or corrupt)"
+            )));
         }
         Ok(n as usize)
     }
@@ -201,7 +217,11 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
         return Err(bad("file is truncated (header)"));
     }
     let (body, crc_bytes) = all.split_at(all.len() - 4);
-    let mut r = Reader { buf: body, pos: MAGIC.len(), path };
+    let mut r = Reader {
+        buf: body,
+        pos: MAGIC.len(),
+        path,
+    };
     let version = r.u32("format version")?;
     if version != FORMAT_VERSION {
         return Err(bad(&format!(
@@ -210,9 +230,12 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
     }
     let stored_crc = u32::from_le_bytes(crc_bytes.try_into().unwrap_or([0; 4]));
     if crc32fast::hash(body) != stored_crc {
-        return Err(bad("checksum mismatch: the file is truncated or corrupt; rebuild the index"));
+        return Err(bad(
+            "checksum mismatch: the file is truncated or corrupt; rebuild the index",
+        ));
     }
-    let method = Method::from_code(r.u32("method")? as u8).ok_or_else(|| bad("unknown BM25 method code"))?;
+    let method =
+        Method::from_code(r.u32("method")? as u8).ok_or_else(|| bad("unknown BM25 method code"))?;
     let k1 = r.f64("k1")?;
     let b = r.f64("b")?;
     let delta = r.f64("delta")?;
@@ -222,10 +245,18 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
     let n_terms = r.count("n_terms", 12)?;
     let n_post = r.count("n_postings", 8)?;
     let n_nonocc = r.count("n_nonoccurrence", 4)?;
-    let indptr = r.array(n_terms + 1, "indptr", |c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))?;
-    let docs = r.array(n_post, "postings", |c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])))?;
-    let weights = r.array(n_post, "weights", |c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))?;
-    let nonocc = r.array(n_nonocc, "nonoccurrence", |c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))?;
+    let indptr = r.array(n_terms + 1, "indptr", |c| {
+        u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))
+    })?;
+    let docs = r.array(n_post, "postings", |c| {
+        u32::from_le_bytes(c.try_into().unwrap_or([0; 4]))
+    })?;
+    let weights = r.array(n_post, "weights", |c| {
+        f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))
+    })?;
+    let nonocc = r.array(n_nonocc, "nonoccurrence", |c| {
+        f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))
+    })?;
     let terms = r.strings("vocabulary")?;
     let mut vocab = FxHashMap::default();
     vocab.reserve(terms.len());
@@ -279,7 +310,11 @@ mod tests {
     fn small() -> Saved {
         let docs = vec![vec!["a", "b"], vec!["b", "c", "c"]];
         Saved {
-            index: Bm25Index::from_tokens(&docs, Params::new(Method::Bm25L, 1.2, 0.7, 0.5).unwrap()).unwrap(),
+            index: Bm25Index::from_tokens(
+                &docs,
+                Params::new(Method::Bm25L, 1.2, 0.7, 0.5).unwrap(),
+            )
+            .unwrap(),
             ids: vec!["x".into(), "y".into()],
             tokenizer: TokenizerSettings {
                 lowercase: true,
@@ -306,7 +341,10 @@ mod tests {
         let s = small();
         let bytes = to_bytes(&s.index, &s.ids, &s.tokenizer);
         for cut in 0..bytes.len() {
-            assert!(from_bytes(&bytes[..cut], Path::new("t")).is_err(), "cut {cut}");
+            assert!(
+                from_bytes(&bytes[..cut], Path::new("t")).is_err(),
+                "cut {cut}"
+            );
         }
         for i in 0..bytes.len() {
             let mut b = bytes.clone();

@@ -20,8 +20,18 @@ use crate::persist::{self, TokenizerSettings};
 use crate::scoring::{Method, Params};
 use crate::tokenizer::{self, Tokenizer as CoreTokenizer};
 
-create_exception!(_core, BdnscaError, PyValueError, "Base class of bdnsca's errors (a ValueError).");
-create_exception!(_core, IndexFileError, BdnscaError, "An index file is truncated, corrupt or foreign.");
+create_exception!(
+    _core,
+    BdnscaError,
+    PyValueError,
+    "Base class of bdnsca's errors (a ValueError)."
+);
+create_exception!(
+    _core,
+    IndexFileError,
+    BdnscaError,
+    "An index file is truncated, corrupt or foreign."
+);
 
 fn to_py(e: Error) -> PyErr {
     match e {
@@ -37,6 +47,17 @@ fn to_py(e: Error) -> PyErr {
         }
     }
 }
+
+type IdsAndScores<'py> = (Vec<Vec<String>>, Bound<'py, PyArray2<f32>>);
+type PositionsAndScores<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+/// (query ids, metric names, values, qrels queries the run lacks, run queries qrels lack)
+type EvalMatrix<'py> = (
+    Vec<String>,
+    Vec<String>,
+    Bound<'py, PyArray2<f64>>,
+    usize,
+    usize,
+);
 
 /// Texts copied out of Python objects into one buffer, so heavy work can run
 /// with the GIL released without borrowing from objects other threads may change.
@@ -74,24 +95,31 @@ impl TokenDocs {
 }
 
 fn extract_str<'a>(obj: &'a Bound<'_, PyAny>, what: impl Fn() -> String) -> PyResult<&'a str> {
-    let s = obj
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err(format!("{} must be a str, got {}", what(), type_name(obj))))?;
+    let s = obj.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!("{} must be a str, got {}", what(), type_name(obj)))
+    })?;
     s.to_str()
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn thread_pool(threads: Option<usize>) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let Some(n) = threads else { return Ok(None) };
     if n == 0 {
-        return Err(BdnscaError::new_err("threads must be >= 1 (or None for all cores)"));
+        return Err(BdnscaError::new_err(
+            "threads must be >= 1 (or None for all cores)",
+        ));
     }
     let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut guard = pools.lock().map_err(|_| BdnscaError::new_err("thread pool registry poisoned"))?;
+    let mut guard = pools
+        .lock()
+        .map_err(|_| BdnscaError::new_err("thread pool registry poisoned"))?;
     if let Some(p) = guard.get(&n) {
         return Ok(Some(p.clone()));
     }
@@ -119,13 +147,18 @@ pub struct Tokenizer {
 }
 
 fn resolve_stopwords(stopwords: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
-    let Some(sw) = stopwords else { return Ok(Vec::new()) };
+    let Some(sw) = stopwords else {
+        return Ok(Vec::new());
+    };
     if sw.is_none() {
         return Ok(Vec::new());
     }
     if let Ok(s) = sw.cast::<PyString>() {
         return match s.to_str()? {
-            "en" | "english" => Ok(tokenizer::STOPWORDS_EN.iter().map(|s| s.to_string()).collect()),
+            "en" | "english" => Ok(tokenizer::STOPWORDS_EN
+                .iter()
+                .map(|s| s.to_string())
+                .collect()),
             other => Err(BdnscaError::new_err(format!(
                 "unknown stopword list {other:?}: use None, \"en\" or a list of words"
             ))),
@@ -143,7 +176,11 @@ fn resolve_stopwords(stopwords: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Strin
 impl Tokenizer {
     #[new]
     #[pyo3(signature = (lowercase=true, stopwords=None, stemmer=None))]
-    fn new(lowercase: bool, stopwords: Option<&Bound<'_, PyAny>>, stemmer: Option<&str>) -> PyResult<Self> {
+    fn new(
+        lowercase: bool,
+        stopwords: Option<&Bound<'_, PyAny>>,
+        stemmer: Option<&str>,
+    ) -> PyResult<Self> {
         let words = resolve_stopwords(stopwords)?;
         Ok(Tokenizer {
             inner: CoreTokenizer::new(lowercase, words, stemmer).map_err(to_py)?,
@@ -178,7 +215,11 @@ impl Tokenizer {
     fn __repr__(&self) -> String {
         format!(
             "Tokenizer(lowercase={}, stopwords={} words, stemmer={:?})",
-            if self.inner.lowercase() { "True" } else { "False" },
+            if self.inner.lowercase() {
+                "True"
+            } else {
+                "False"
+            },
             self.inner.stopwords().len(),
             self.inner.stemmer_name()
         )
@@ -235,19 +276,18 @@ pub struct Bm25 {
 
 impl Bm25 {
     fn index_ref(&self) -> PyResult<&Arc<Bm25Index>> {
-        self.index
-            .as_ref()
-            .ok_or_else(|| BdnscaError::new_err("this BM25 has no index yet: call .index(corpus) or BM25.load(path)"))
+        self.index.as_ref().ok_or_else(|| {
+            BdnscaError::new_err(
+                "this BM25 has no index yet: call .index(corpus) or BM25.load(path)",
+            )
+        })
     }
 
-    fn term_ids(&self, py: Python<'_>, q: &Query) -> PyResult<Vec<u32>> {
+    fn term_ids(&self, q: &Query) -> PyResult<Vec<u32>> {
         let index = self.index_ref()?;
         Ok(match q {
             Query::Text(t) => index.term_ids(&self.tokenizer.get().inner.tokenize(t)),
-            Query::Tokens(toks) => {
-                let _ = py;
-                index.term_ids(toks)
-            }
+            Query::Tokens(toks) => index.term_ids(toks),
         })
     }
 
@@ -271,7 +311,8 @@ impl Bm25 {
         delta: f64,
         tokenizer: Option<Py<Tokenizer>>,
     ) -> PyResult<Self> {
-        let params = Params::new(Method::parse(method).map_err(to_py)?, k1, b, delta).map_err(to_py)?;
+        let params =
+            Params::new(Method::parse(method).map_err(to_py)?, k1, b, delta).map_err(to_py)?;
         let tokenizer = match tokenizer {
             Some(t) => t,
             None => Py::new(py, Tokenizer::new(true, None, None)?)?,
@@ -302,13 +343,12 @@ impl Bm25 {
             None => (0..items.len()).map(|i| i.to_string()).collect(),
             Some(ids) => {
                 let mut v = Vec::with_capacity(items.len());
-                for (i, id) in ids.try_iter()?.enumerate() {
+                for id in ids.try_iter()? {
                     let id = id?;
                     v.push(match id.cast::<PyString>() {
                         Ok(s) => s.to_str()?.to_string(),
                         Err(_) => id.str()?.to_str()?.to_string(),
                     });
-                    let _ = i;
                 }
                 v
             }
@@ -375,9 +415,13 @@ impl Bm25 {
     }
 
     /// The score of every document for `query` (a string or a token list), in index order.
-    fn get_scores<'py>(&self, py: Python<'py>, query: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    fn get_scores<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let q = extract_query(query, || "query".into())?;
-        let ids = self.term_ids(py, &q)?;
+        let ids = self.term_ids(&q)?;
         let index = self.index_ref()?.clone();
         let scores = py.detach(|| index.scores(&ids));
         Ok(PyArray1::from_vec(py, scores))
@@ -386,10 +430,15 @@ impl Bm25 {
     /// The `k` best documents for `query` as (id, score), best first. Only
     /// documents holding at least one query term are returned.
     #[pyo3(signature = (query, k=10))]
-    fn search(&self, py: Python<'_>, query: &Bound<'_, PyAny>, k: i64) -> PyResult<Vec<(String, f32)>> {
+    fn search(
+        &self,
+        py: Python<'_>,
+        query: &Bound<'_, PyAny>,
+        k: i64,
+    ) -> PyResult<Vec<(String, f32)>> {
         let k = Self::check_k(k)?;
         let q = extract_query(query, || "query".into())?;
-        let ids = self.term_ids(py, &q)?;
+        let ids = self.term_ids(&q)?;
         let index = self.index_ref()?.clone();
         let hits = py.detach(|| index.search(&ids, k));
         Ok(hits
@@ -409,7 +458,7 @@ impl Bm25 {
         queries: &Bound<'py, PyAny>,
         k: i64,
         threads: Option<usize>,
-    ) -> PyResult<(Vec<Vec<String>>, Bound<'py, PyArray2<f32>>)> {
+    ) -> PyResult<IdsAndScores<'py>> {
         let k = Self::check_k(k)?;
         let (hits, n) = self.batch_hits(py, queries, k, threads)?;
         let mut flat = vec![f32::NAN; n * k];
@@ -435,7 +484,7 @@ impl Bm25 {
         queries: &Bound<'py, PyAny>,
         k: i64,
         threads: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    ) -> PyResult<PositionsAndScores<'py>> {
         let k = Self::check_k(k)?;
         let (hits, n) = self.batch_hits(py, queries, k, threads)?;
         let mut scores = vec![f32::NAN; n * k];
@@ -462,7 +511,8 @@ impl Bm25 {
             stopwords: tok.stopwords(),
             stemmer: tok.stemmer_name().map(str::to_string),
         };
-        py.detach(move || persist::save(&index, &ids, &settings, &path)).map_err(to_py)
+        py.detach(move || persist::save(&index, &ids, &settings, &path))
+            .map_err(to_py)
     }
 
     /// Loads an index written by `save`. A truncated, corrupt or foreign file
@@ -482,7 +532,12 @@ impl Bm25 {
             },
         )?;
         let params = saved.index.params();
-        let id_pos: FxHashMap<String, u32> = saved.ids.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let id_pos: FxHashMap<String, u32> = saved
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
         Ok(Bm25 {
             params,
             tokenizer,
@@ -599,7 +654,7 @@ fn evaluate_matrix<'py>(
     qrels: &Bound<'py, PyDict>,
     run: &Bound<'py, PyDict>,
     metrics: Vec<String>,
-) -> PyResult<(Vec<String>, Vec<String>, Bound<'py, PyArray2<f64>>, usize, usize)> {
+) -> PyResult<EvalMatrix<'py>> {
     let parsed: Vec<Metric> = metrics
         .iter()
         .map(|m| Metric::parse(m))
@@ -618,16 +673,19 @@ fn evaluate_matrix<'py>(
     let mut missing_in_run = 0usize;
     for (qid, qdict) in qrels.iter() {
         let qid_s = extract_str(&qid, || "each qrels query id".into())?.to_string();
-        let qdict = qdict
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err(format!("qrels[{qid_s:?}] must be a dict of doc id -> int")))?;
+        let qdict = qdict.cast::<PyDict>().map_err(|_| {
+            PyTypeError::new_err(format!("qrels[{qid_s:?}] must be a dict of doc id -> int"))
+        })?;
         let j0 = judged.len();
         let owned: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = qdict.iter().collect();
         let mut rels: FxHashMap<&str, i32> = FxHashMap::default();
         for (d, r) in &owned {
             let d = extract_str(d, || format!("each doc id in qrels[{qid_s:?}]"))?;
             let r: i32 = r.extract().map_err(|_| {
-                PyTypeError::new_err(format!("qrels[{qid_s:?}][{d:?}] must be an int, got {}", type_name(r)))
+                PyTypeError::new_err(format!(
+                    "qrels[{qid_s:?}][{d:?}] must be an int, got {}",
+                    type_name(r)
+                ))
             })?;
             rels.insert(d, r);
             judged.push(r);
@@ -635,13 +693,18 @@ fn evaluate_matrix<'py>(
         let e0 = entries.len();
         match run.get_item(&qid)? {
             Some(rdict) => {
-                let rdict = rdict
-                    .cast::<PyDict>()
-                    .map_err(|_| PyTypeError::new_err(format!("run[{qid_s:?}] must be a dict of doc id -> score")))?;
+                let rdict = rdict.cast::<PyDict>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "run[{qid_s:?}] must be a dict of doc id -> score"
+                    ))
+                })?;
                 for (d, s) in rdict.iter() {
                     let ds = extract_str(&d, || format!("each doc id in run[{qid_s:?}]"))?;
                     let score: f64 = s.extract().map_err(|_| {
-                        PyTypeError::new_err(format!("run[{qid_s:?}][{ds:?}] must be a number, got {}", type_name(&s)))
+                        PyTypeError::new_err(format!(
+                            "run[{qid_s:?}][{ds:?}] must be a number, got {}",
+                            type_name(&s)
+                        ))
                     })?;
                     let rel = rels.get(ds).copied().unwrap_or(0);
                     docids.push(ds);
@@ -664,11 +727,17 @@ fn evaluate_matrix<'py>(
         let mut inputs: Vec<QueryInput> = spans
             .iter()
             .map(|&(e0, e1, j0, j1)| QueryInput {
-                ranked: entries[e0..e1].iter().map(|&(s, d, r)| (s, docids.get(d), r)).collect(),
+                ranked: entries[e0..e1]
+                    .iter()
+                    .map(|&(s, d, r)| (s, docids.get(d), r))
+                    .collect(),
                 judged: judged[j0..j1].to_vec(),
             })
             .collect();
-        metrics::evaluate(&mut inputs, &parsed).into_iter().flatten().collect()
+        metrics::evaluate(&mut inputs, &parsed)
+            .into_iter()
+            .flatten()
+            .collect()
     });
     let n_q = qids.len();
     let arr = PyArray1::from_vec(py, values).reshape([n_q, n_m])?;

@@ -51,9 +51,15 @@ impl Method {
     }
 
     pub fn from_code(code: u8) -> Option<Method> {
-        [Method::Robertson, Method::Atire, Method::Bm25L, Method::Bm25Plus, Method::Lucene]
-            .get(code as usize)
-            .copied()
+        [
+            Method::Robertson,
+            Method::Atire,
+            Method::Bm25L,
+            Method::Bm25Plus,
+            Method::Lucene,
+        ]
+        .get(code as usize)
+        .copied()
     }
 
     /// BM25L and BM25+ give a document a score for a query term it lacks.
@@ -65,15 +71,24 @@ impl Method {
 impl Params {
     pub fn new(method: Method, k1: f64, b: f64, delta: f64) -> Result<Params> {
         if !(k1.is_finite() && k1 >= 0.0) {
-            return Err(Error::invalid(format!("k1 must be a finite number >= 0, got {k1}")));
+            return Err(Error::invalid(format!(
+                "k1 must be a finite number >= 0, got {k1}"
+            )));
         }
         if !(0.0..=1.0).contains(&b) {
             return Err(Error::invalid(format!("b must lie in [0, 1], got {b}")));
         }
         if !(delta.is_finite() && delta >= 0.0) {
-            return Err(Error::invalid(format!("delta must be a finite number >= 0, got {delta}")));
+            return Err(Error::invalid(format!(
+                "delta must be a finite number >= 0, got {delta}"
+            )));
         }
-        Ok(Params { method, k1, b, delta })
+        Ok(Params {
+            method,
+            k1,
+            b,
+            delta,
+        })
     }
 
     /// Inverse document frequency of a term found in `df` of `n` documents.

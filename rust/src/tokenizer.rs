@@ -26,7 +26,9 @@ impl Tokenizer {
     pub fn new(lowercase: bool, stopwords: Vec<String>, stemmer: Option<&str>) -> Result<Self> {
         let stemmer_obj = match stemmer {
             None => None,
-            Some("english") | Some("en") | Some("porter2") => Some(Stemmer::create(Algorithm::English)),
+            Some("english") | Some("en") | Some("porter2") => {
+                Some(Stemmer::create(Algorithm::English))
+            }
             Some(other) => {
                 return Err(Error::invalid(format!(
                     "unknown stemmer {other:?}: use None or \"english\""
@@ -91,14 +93,25 @@ mod tests {
 
     #[test]
     fn splits_lowercases_and_filters() {
-        let t = Tokenizer::new(true, STOPWORDS_EN.iter().map(|s| s.to_string()).collect(), None).unwrap();
-        assert_eq!(t.tokenize("The Élan of  ÜBER-cats, 42x!"), vec!["élan", "über", "cats", "42x"]);
+        let t = Tokenizer::new(
+            true,
+            STOPWORDS_EN.iter().map(|s| s.to_string()).collect(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.tokenize("The Élan of  ÜBER-cats, 42x!"),
+            vec!["élan", "über", "cats", "42x"]
+        );
     }
 
     #[test]
     fn stems_english() {
         let t = Tokenizer::new(true, vec![], Some("english")).unwrap();
-        assert_eq!(t.tokenize("running runners ran"), vec!["run", "runner", "ran"]);
+        assert_eq!(
+            t.tokenize("running runners ran"),
+            vec!["run", "runner", "ran"]
+        );
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl TopK {
     /// The hits, best first.
     pub fn into_sorted(self) -> Vec<Hit> {
         // Ascending in `Worst` order is best first.
-        self.heap.into_sorted_vec().into_iter().map(|w| w.0).collect()
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|w| w.0)
+            .collect()
     }
 }
 
@@ -92,8 +96,13 @@ mod tests {
         let mut x: u64 = 42;
         let mut hits = Vec::new();
         for doc in 0..500u32 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            hits.push(Hit { doc, score: ((x >> 60) as f32) / 4.0 });
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            hits.push(Hit {
+                doc,
+                score: ((x >> 60) as f32) / 4.0,
+            });
         }
         let mut t = TopK::new(17);
         hits.iter().for_each(|h| t.push(*h));
