@@ -27,6 +27,11 @@ pub struct Bm25Index {
     pub(crate) nonocc: Vec<f32>,
     pub(crate) n_docs: usize,
     pub(crate) avgdl: f64,
+    /// Whether every posting of term t has a weight > 0 (false when its idf is 0,
+    /// as Robertson's and ATIRE's can be); lets `top_k` tell matches by score alone.
+    pub(crate) positive: Vec<bool>,
+    /// The largest weight in each term's postings: the most it adds to a score.
+    pub(crate) max_w: Vec<f32>,
 }
 
 /// One chunk of documents counted with a chunk-local vocabulary.
@@ -194,17 +199,52 @@ impl Bm25Index {
                 doc += 1;
             }
         }
-        Ok(Bm25Index {
+        Ok(Bm25Index::from_parts(
+            params, vocab, terms, indptr, post_docs, weights, nonocc, n_docs, avgdl,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        params: Params,
+        vocab: FxHashMap<String, u32>,
+        terms: Vec<String>,
+        indptr: Vec<u64>,
+        docs: Vec<u32>,
+        weights: Vec<f32>,
+        nonocc: Vec<f32>,
+        n_docs: usize,
+        avgdl: f64,
+    ) -> Self {
+        let positive = indptr
+            .windows(2)
+            .map(|w| {
+                weights[w[0] as usize..w[1] as usize]
+                    .iter()
+                    .all(|&x| x > 0.0)
+            })
+            .collect();
+        let max_w = indptr
+            .windows(2)
+            .map(|w| {
+                weights[w[0] as usize..w[1] as usize]
+                    .iter()
+                    .fold(0f32, |m, &x| m.max(x))
+            })
+            .collect();
+        Bm25Index {
             params,
             vocab,
             terms,
             indptr,
-            docs: post_docs,
+            docs,
             weights,
             nonocc,
             n_docs,
             avgdl,
-        })
+            positive,
+            max_w,
+        }
     }
 
     pub fn n_docs(&self) -> usize {
@@ -263,30 +303,249 @@ impl Bm25Index {
         (&self.docs[s..e], &self.weights[s..e])
     }
 
+    /// The order in which a query's terms are summed, the same on every path so
+    /// that `scores`, `top_k` and the pruned search give bit-identical scores:
+    /// highest upper bound first (rare terms), then term id. Repeats stay.
+    fn canonical(&self, q: &[u32]) -> Vec<u32> {
+        let mut c = q.to_vec();
+        c.sort_unstable_by(|&a, &b| {
+            self.max_w[b as usize]
+                .total_cmp(&self.max_w[a as usize])
+                .then(a.cmp(&b))
+        });
+        c
+    }
+
     /// The score of every document, in index order.
     pub fn scores(&self, q: &[u32]) -> Vec<f32> {
+        let q = self.canonical(q);
         let mut acc = vec![0f32; self.n_docs];
-        for &t in q {
+        for &t in &q {
             let (docs, ws) = self.postings(t);
             for (&d, &w) in docs.iter().zip(ws) {
                 acc[d as usize] += w;
             }
         }
-        let base = self.base_score(q);
+        let base = self.base_score(&q);
         if base != 0.0 {
             acc.iter_mut().for_each(|s| *s += base);
         }
         acc
     }
 
-    /// The `k` best documents among those holding at least one query term.
+    /// The `k` best documents among those holding at least one query term:
+    /// score descending, then document index ascending.
     pub fn top_k(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
+        let q = self.canonical(q);
+        if !q.iter().all(|&t| self.positive[t as usize]) {
+            return self.top_k_exhaustive(&q, k, scratch);
+        }
+        // A query whose rarest term already covers much of the corpus has nothing
+        // to prune: a dense scan beats bookkeeping per document.
+        match q.first() {
+            Some(&t) if self.df(t) * 16 < self.n_docs => self.top_k_maxscore(&q, k, scratch),
+            _ => self.top_k_dense(&q, k, scratch),
+        }
+    }
+
+    fn df(&self, t: u32) -> usize {
+        (self.indptr[t as usize + 1] - self.indptr[t as usize]) as usize
+    }
+
+    /// Accumulates into a dense array and scans it in document order, so a
+    /// document ties with a held one only by losing (it has the higher index).
+    fn top_k_dense(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
+        let acc = &mut scratch.dense;
+        if acc.len() != self.n_docs {
+            *acc = vec![0.0; self.n_docs];
+        }
+        for &t in q {
+            let (docs, ws) = self.postings(t);
+            for (&d, &w) in docs.iter().zip(ws) {
+                acc[d as usize] += w;
+            }
+        }
+        Self::scan_dense(acc, self.base_score(q), k)
+    }
+
+    /// The top k of a dense accumulator (every weight > 0, so a document matches
+    /// exactly when its entry is > 0), scanned in document order so that a
+    /// document ties with a held one only by losing. Leaves `acc` all zero.
+    fn scan_dense(acc: &mut [f32], base: f32, k: usize) -> Vec<Hit> {
+        let mut top = TopK::new(k);
+        let mut threshold = f32::NEG_INFINITY;
+        const BLOCK: usize = 64;
+        for (b, block) in acc.chunks_mut(BLOCK).enumerate() {
+            // A block whose best cannot enter is skipped whole. Entries are >= 0,
+            // and non-negative floats order like their bit patterns: an integer
+            // max, which vectorises where a float max would not.
+            let best = f32::from_bits(block.iter().map(|x| x.to_bits()).max().unwrap_or(0));
+            if best > 0.0 && best + base > threshold {
+                for (j, s) in block.iter().enumerate() {
+                    // Every weight is > 0 here, so s > 0 exactly when the document matches.
+                    if *s > 0.0 && *s + base > threshold {
+                        top.push(Hit {
+                            doc: (b * BLOCK + j) as u32,
+                            score: *s + base,
+                        });
+                        threshold = top.threshold().unwrap_or(f32::NEG_INFINITY);
+                    }
+                }
+            }
+            block.fill(0.0);
+        }
+        top.into_sorted()
+    }
+
+    /// The k-th best of `scores`, or None when there are fewer than k.
+    fn kth_best(scores: impl Iterator<Item = f32>, k: usize) -> Option<f32> {
+        let mut top = TopK::new(k);
+        let mut threshold = f32::NEG_INFINITY;
+        for (i, s) in scores.enumerate() {
+            if s > threshold {
+                top.push(Hit {
+                    doc: i as u32,
+                    score: s,
+                });
+                threshold = top.threshold().unwrap_or(f32::NEG_INFINITY);
+            }
+        }
+        top.threshold()
+    }
+
+    /// Term-at-a-time MaxScore. Terms are added rarest first; once the k-th best
+    /// partial score exceeds what all remaining terms together could add, no
+    /// document still unseen can enter the top k, so the remaining (common, long)
+    /// postings lists are only probed for the surviving candidates instead of
+    /// being scanned. Needs every weight > 0, so that a zero accumulator means
+    /// "not seen yet" and partial scores only grow.
+    fn top_k_maxscore(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
+        if scratch.dense.len() != self.n_docs {
+            scratch.dense = vec![0.0; self.n_docs];
+        }
+        // One slot more than documents: the branch-free append below writes
+        // before it knows whether the document is new.
+        if scratch.touched.len() != self.n_docs + 1 {
+            scratch.touched = vec![0; self.n_docs + 1];
+        }
+        let Scratch {
+            dense: acc,
+            touched,
+            ..
+        } = scratch;
+        let mut n_touched = 0usize;
+        // remaining[i]: the most terms i.. can add to any document.
+        let mut remaining = vec![0f64; q.len() + 1];
+        let mut volume_after = vec![0usize; q.len() + 1];
+        for i in (0..q.len()).rev() {
+            remaining[i] = remaining[i + 1] + self.max_w[q[i] as usize] as f64;
+            volume_after[i] = volume_after[i + 1] + self.df(q[i]);
+        }
+        let mut theta = f32::NEG_INFINITY;
+        let mut stop = None;
+        let mut tracking = true;
+        for (i, &t) in q.iter().enumerate() {
+            let (docs, ws) = self.postings(t);
+            if !tracking {
+                for (&d, &w) in docs.iter().zip(ws) {
+                    acc[d as usize] += w;
+                }
+                continue;
+            }
+            for (&d, &w) in docs.iter().zip(ws) {
+                let a = &mut acc[d as usize];
+                touched[n_touched] = d;
+                n_touched += (*a == 0.0) as usize;
+                *a += w;
+            }
+            // Checking costs O(touched): worth it only when the lists left are
+            // longer and when the terms added so far could outweigh the rest.
+            let rest = safe_upper(remaining[i + 1]);
+            if n_touched >= k
+                && i + 1 < q.len()
+                && volume_after[i + 1] > n_touched
+                && remaining[0] - remaining[i + 1] > rest
+            {
+                let seen = touched[..n_touched].iter().map(|&d| acc[d as usize]);
+                theta = Self::kth_best(seen, k).unwrap_or(f32::NEG_INFINITY);
+                // Strictly below theta, with room for rounding: an unseen document
+                // could not even tie with the k-th best.
+                if rest < theta as f64 {
+                    #[cfg(test)]
+                    tests::PRUNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stop = Some(i + 1);
+                    break;
+                }
+            }
+            // Most of the corpus is touched and nothing pruned: finish densely.
+            if n_touched * 16 >= self.n_docs {
+                tracking = false;
+            }
+        }
+        let base = self.base_score(q);
+        if !tracking {
+            return Self::scan_dense(acc, base, k);
+        }
+        let touched = &touched[..n_touched];
+        let mut top = TopK::new(k);
+        if let Some(stop) = stop {
+            // Candidates that could still reach theta, in document order.
+            let rest = remaining[stop];
+            let mut cands: Vec<u32> = touched
+                .iter()
+                .copied()
+                .filter(|&d| safe_upper(acc[d as usize] as f64 + rest) >= theta as f64)
+                .collect();
+            cands.sort_unstable();
+            for (j, &t) in q.iter().enumerate().skip(stop) {
+                let (docs, ws) = self.postings(t);
+                let mut lo = 0usize;
+                for &d in &cands {
+                    lo += gallop(&docs[lo..], d);
+                    if lo < docs.len() && docs[lo] == d {
+                        acc[d as usize] += ws[lo];
+                    }
+                }
+                // Partial scores grew: raise theta and drop the candidates that
+                // can no longer reach it before probing the next, longer list.
+                if j + 1 < q.len() && cands.len() > k {
+                    let rest = remaining[j + 1];
+                    theta =
+                        Self::kth_best(cands.iter().map(|&d| acc[d as usize]), k).unwrap_or(theta);
+                    cands.retain(|&d| safe_upper(acc[d as usize] as f64 + rest) >= theta as f64);
+                }
+            }
+            for &d in &cands {
+                top.push(Hit {
+                    doc: d,
+                    score: acc[d as usize] + base,
+                });
+            }
+        } else {
+            let mut threshold = f32::NEG_INFINITY;
+            for &d in touched {
+                let s = acc[d as usize] + base;
+                if s >= threshold {
+                    top.push(Hit { doc: d, score: s });
+                    threshold = top.threshold().unwrap_or(f32::NEG_INFINITY);
+                }
+            }
+        }
+        for &d in touched {
+            acc[d as usize] = 0.0;
+        }
+        top.into_sorted()
+    }
+
+    /// Every matching document scored in full; works for any weights.
+    fn top_k_exhaustive(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
         scratch.prepare(self.n_docs);
         let Scratch {
             acc,
             seen,
             touched,
             epoch,
+            ..
         } = scratch;
         for &t in q {
             let (docs, ws) = self.postings(t);
@@ -324,9 +583,29 @@ impl Bm25Index {
     }
 }
 
+/// An upper bound with room for float rounding in the sums it bounds.
+#[inline]
+fn safe_upper(x: f64) -> f64 {
+    x * (1.0 + 1e-5) + 1e-6
+}
+
+/// The position of the first element >= `target` in the ascending `docs`,
+/// found by exponential then binary search (cheap when it is near the front).
+#[inline]
+fn gallop(docs: &[u32], target: u32) -> usize {
+    let mut hi = 1usize;
+    while hi < docs.len() && docs[hi - 1] < target {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(docs.len());
+    lo + docs[lo..hi].partition_point(|&d| d < target)
+}
+
 /// Per-thread working memory for `top_k`, reused across queries.
 #[derive(Default)]
 pub struct Scratch {
+    dense: Vec<f32>,
     acc: Vec<f32>,
     seen: Vec<u32>,
     touched: Vec<u32>,
@@ -352,6 +631,9 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    pub(super) static PRUNED: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
     use crate::scoring::Method;
 
     fn corpus() -> Vec<Vec<&'static str>> {
@@ -407,6 +689,55 @@ mod tests {
         let hits = idx.search(&idx.term_ids(&["sat"]), 10);
         assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), vec![1, 0]);
         assert!(idx.search(&idx.term_ids(&["zebra"]), 10).is_empty());
+    }
+
+    #[test]
+    fn maxscore_and_exhaustive_top_k_agree() {
+        let mut x: u64 = 7;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        // Zipf-like: a few terms in most documents, a long tail of rare ones.
+        let mut docs: Vec<Vec<String>> = Vec::new();
+        for _ in 0..3000 {
+            let len = 1 + next(20);
+            let mut doc = Vec::new();
+            for _ in 0..len {
+                let spread = next(400) + 1;
+                doc.push(format!("t{}", next(spread)));
+            }
+            docs.push(doc);
+        }
+        for m in ["lucene", "bm25l", "bm25+"] {
+            let p = Params::new(Method::parse(m).unwrap(), 1.5, 0.75, 0.5).unwrap();
+            let idx = Bm25Index::from_tokens(&docs, p).unwrap();
+            let mut s = Scratch::default();
+            for _ in 0..300 {
+                let q: Vec<u32> = (0..1 + next(5))
+                    .map(|_| {
+                        let spread = next(idx.n_terms() as u64) + 1;
+                        next(spread) as u32
+                    })
+                    .collect();
+                let k = 1 + next(30) as usize;
+                let c = idx.canonical(&q);
+                let exact = idx.top_k_exhaustive(&c, k, &mut s);
+                assert_eq!(idx.top_k_maxscore(&c, k, &mut s), exact, "{m} {q:?}");
+                assert_eq!(idx.top_k_dense(&c, k, &mut s), exact, "{m} {q:?}");
+                let scores = idx.scores(&q);
+                for h in &exact {
+                    assert_eq!(h.score, scores[h.doc as usize]);
+                }
+            }
+        }
+        assert!(
+            PRUNED.load(std::sync::atomic::Ordering::Relaxed) > 50,
+            "pruning triggered only {} times",
+            PRUNED.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 
     #[test]

@@ -283,17 +283,9 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
         return Err(bad("inconsistent index structure (corrupt file)"));
     }
     Ok(Saved {
-        index: Bm25Index {
-            params,
-            vocab,
-            terms,
-            indptr,
-            docs,
-            weights,
-            nonocc,
-            n_docs,
-            avgdl,
-        },
+        index: Bm25Index::from_parts(
+            params, vocab, terms, indptr, docs, weights, nonocc, n_docs, avgdl,
+        ),
         ids,
         tokenizer: TokenizerSettings {
             lowercase,

@@ -66,6 +66,17 @@ impl TopK {
         }
     }
 
+    /// The score a new hit must beat once k hits are held (ties lose to earlier,
+    /// lower-index hits); None while fewer than k are held.
+    #[inline]
+    pub fn threshold(&self) -> Option<f32> {
+        if self.heap.len() < self.k {
+            None
+        } else {
+            self.heap.peek().map(|w| w.0.score)
+        }
+    }
+
     /// The hits, best first.
     pub fn into_sorted(self) -> Vec<Hit> {
         // Ascending in `Worst` order is best first.
