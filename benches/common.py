@@ -8,7 +8,24 @@ from collections.abc import Callable
 
 import numpy as np
 
-SYLLABLES = ["ka", "ro", "mi", "tu", "sel", "van", "or", "eth", "lin", "dar", "qu", "ix", "bel", "no", "ash", "ur"]
+SYLLABLES = [
+    "ka",
+    "ro",
+    "mi",
+    "tu",
+    "sel",
+    "van",
+    "or",
+    "eth",
+    "lin",
+    "dar",
+    "qu",
+    "ix",
+    "bel",
+    "no",
+    "ash",
+    "ur",
+]
 
 
 def vocabulary(size: int, seed: int = 0) -> list[str]:

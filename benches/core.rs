@@ -1,1 +1,99 @@
-fn main() {}
+//! `cargo bench`: the Rust core alone (criterion) on a synthetic Zipf corpus:
+//! index build, batch top-10 search on one thread, and metric evaluation.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use bdnsca::metrics::{evaluate, Metric, QueryInput};
+use bdnsca::{Bm25Index, Method, Params, Tokenizer};
+
+/// A deterministic generator (no dependency needed for a benchmark input).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// A word rank with probability roughly proportional to 1 / rank.
+    fn zipf_word(&mut self, vocab: f64) -> String {
+        format!("w{}", vocab.powf(self.next()) as u64)
+    }
+}
+
+/// (score, doc id index, judgement) per ranked document.
+type Ranked = Vec<(f64, usize, i32)>;
+
+fn texts(n: usize, len: usize, seed: u64) -> Vec<String> {
+    let mut g = Lcg(seed);
+    (0..n)
+        .map(|_| {
+            (0..len)
+                .map(|_| g.zipf_word(50_000.0))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let docs = texts(20_000, 60, 1);
+    let queries = texts(2_000, 4, 2);
+    let tok = Tokenizer::new(true, vec![], None).expect("tokenizer");
+    let params = Params::new(Method::Lucene, 1.5, 0.75, 0.5).expect("params");
+    let mut g = c.benchmark_group("bm25");
+    g.sample_size(10);
+    g.bench_function("index 20k docs from text", |b| {
+        b.iter(|| Bm25Index::from_texts(&docs, &tok, params).expect("index"))
+    });
+    let index = Bm25Index::from_texts(&docs, &tok, params).expect("index");
+    let q: Vec<Vec<u32>> = queries
+        .iter()
+        .map(|t| index.term_ids(&tok.tokenize(t)))
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    g.bench_function("search 2k queries top-10, 1 thread", |b| {
+        b.iter(|| pool.install(|| index.search_batch(&q, 10)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("metrics");
+    g.sample_size(10);
+    let mut r = Lcg(3);
+    let ids: Vec<String> = (0..120).map(|i| format!("d{i}")).collect();
+    let metrics: Vec<Metric> = ["mrr@10", "ndcg@10", "recall@100", "precision@10", "map"]
+        .iter()
+        .map(|m| Metric::parse(m).expect("metric"))
+        .collect();
+    let base: Vec<(Ranked, Vec<i32>)> = (0..10_000)
+        .map(|_| {
+            let ranked = (0..100)
+                .map(|i| ((r.next() * 50.0).round(), i, (r.next() < 0.05) as i32))
+                .collect();
+            (ranked, vec![1; 5])
+        })
+        .collect();
+    g.bench_function("evaluate 10k queries x 100 docs, 5 metrics", |b| {
+        b.iter(|| {
+            let mut inputs: Vec<QueryInput> = base
+                .iter()
+                .map(|(ranked, judged)| QueryInput {
+                    ranked: ranked
+                        .iter()
+                        .map(|&(s, i, rel)| (s, ids[i].as_str(), rel))
+                        .collect(),
+                    judged: judged.clone(),
+                })
+                .collect();
+            evaluate(&mut inputs, &metrics)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

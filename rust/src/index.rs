@@ -17,7 +17,6 @@ const CHUNK: usize = 4096;
 pub struct Bm25Index {
     pub(crate) params: Params,
     pub(crate) vocab: FxHashMap<String, u32>,
-    pub(crate) terms: Vec<String>,
     /// Postings of term t are `docs[indptr[t]..indptr[t + 1]]`, ascending.
     pub(crate) indptr: Vec<u64>,
     pub(crate) docs: Vec<u32>,
@@ -199,8 +198,9 @@ impl Bm25Index {
                 doc += 1;
             }
         }
+        drop(terms);
         Ok(Bm25Index::from_parts(
-            params, vocab, terms, indptr, post_docs, weights, nonocc, n_docs, avgdl,
+            params, vocab, indptr, post_docs, weights, nonocc, n_docs, avgdl,
         ))
     }
 
@@ -208,7 +208,6 @@ impl Bm25Index {
     pub(crate) fn from_parts(
         params: Params,
         vocab: FxHashMap<String, u32>,
-        terms: Vec<String>,
         indptr: Vec<u64>,
         docs: Vec<u32>,
         weights: Vec<f32>,
@@ -235,7 +234,6 @@ impl Bm25Index {
         Bm25Index {
             params,
             vocab,
-            terms,
             indptr,
             docs,
             weights,
@@ -252,7 +250,16 @@ impl Bm25Index {
     }
 
     pub fn n_terms(&self) -> usize {
-        self.terms.len()
+        self.vocab.len()
+    }
+
+    /// The vocabulary in term-id order.
+    pub fn terms(&self) -> Vec<&str> {
+        let mut terms = vec![""; self.vocab.len()];
+        for (t, &id) in &self.vocab {
+            terms[id as usize] = t.as_str();
+        }
+        terms
     }
 
     pub fn n_postings(&self) -> usize {
@@ -267,14 +274,19 @@ impl Bm25Index {
         self.avgdl
     }
 
-    /// Bytes held by the index's arrays and vocabulary (an estimate of its memory).
+    /// Bytes held by the index: its arrays, and the vocabulary's hash table
+    /// (slots and control bytes at its capacity) and term strings.
     pub fn memory_bytes(&self) -> usize {
-        let vocab: usize = self.terms.iter().map(|t| 2 * t.len() + 56).sum();
-        self.indptr.len() * 8
-            + self.docs.len() * 4
-            + self.weights.len() * 4
+        let slot = std::mem::size_of::<(String, u32)>() + 1;
+        let vocab =
+            self.vocab.capacity() * slot + self.vocab.keys().map(|t| t.len()).sum::<usize>();
+        let arrays = self.indptr.len() * 8
+            + self.max_w.len() * 4
+            + self.positive.len()
             + self.nonocc.len() * 4
-            + vocab
+            + self.docs.len() * 4
+            + self.weights.len() * 4;
+        arrays + vocab
     }
 
     /// Term ids of the query's tokens that the index knows, duplicates kept

@@ -70,17 +70,19 @@ pub struct TokenizerSettings {
     pub stemmer: Option<String>,
 }
 
-fn put_strings(buf: &mut Vec<u8>, items: &[String]) {
+fn put_strings<S: AsRef<str>>(buf: &mut Vec<u8>, items: &[S]) {
     put_u64(buf, items.len() as u64);
     for s in items {
+        let s = s.as_ref();
         put_u32(buf, s.len() as u32);
         buf.extend_from_slice(s.as_bytes());
     }
 }
 
 pub fn to_bytes(index: &Bm25Index, ids: &[String], tok: &TokenizerSettings) -> Vec<u8> {
-    let n_terms = index.terms.len();
-    let vocab_bytes: usize = index.terms.iter().map(|t| t.len() + 4).sum();
+    let terms = index.terms();
+    let n_terms = terms.len();
+    let vocab_bytes: usize = terms.iter().map(|t| t.len() + 4).sum();
     let mut buf = Vec::with_capacity(
         256 + index.indptr.len() * 8
             + index.docs.len() * 8
@@ -111,7 +113,7 @@ pub fn to_bytes(index: &Bm25Index, ids: &[String], tok: &TokenizerSettings) -> V
     for &w in &index.nonocc {
         buf.extend_from_slice(&w.to_le_bytes());
     }
-    put_strings(&mut buf, &index.terms);
+    put_strings(&mut buf, &terms);
     put_strings(&mut buf, ids);
     buf.push(tok.lowercase as u8);
     put_strings(&mut buf, &tok.stopwords);
@@ -258,10 +260,11 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
         f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))
     })?;
     let terms = r.strings("vocabulary")?;
+    let n_read = terms.len();
     let mut vocab = FxHashMap::default();
-    vocab.reserve(terms.len());
-    for (i, t) in terms.iter().enumerate() {
-        vocab.insert(t.clone(), i as u32);
+    vocab.reserve(n_read);
+    for (i, t) in terms.into_iter().enumerate() {
+        vocab.insert(t, i as u32);
     }
     let ids = r.strings("document ids")?;
     let lowercase = r.take(1, "tokenizer settings")?[0] != 0;
@@ -276,16 +279,14 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
         || indptr.windows(2).any(|w| w[0] > w[1])
         || docs.iter().any(|&d| d as usize >= n_docs)
         || (n_nonocc != 0 && n_nonocc != n_terms)
-        || terms.len() != n_terms
+        || n_read != n_terms
         || vocab.len() != n_terms
         || ids.len() != n_docs
     {
         return Err(bad("inconsistent index structure (corrupt file)"));
     }
     Ok(Saved {
-        index: Bm25Index::from_parts(
-            params, vocab, terms, indptr, docs, weights, nonocc, n_docs, avgdl,
-        ),
+        index: Bm25Index::from_parts(params, vocab, indptr, docs, weights, nonocc, n_docs, avgdl),
         ids,
         tokenizer: TokenizerSettings {
             lowercase,
