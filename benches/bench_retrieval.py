@@ -84,7 +84,7 @@ def main() -> None:
     print(
         f"index memory (postings, weights, vocabulary): bdnsca {mem_ours / 2**20:.2f} MiB, "
         f"bm25s {mem_ref / 2**20:.2f} MiB (ratio {mem_ours / mem_ref:.3f}); bdnsca also keeps the "
-        f"{len(docs):,} document ids ({sum(sys.getsizeof(i) for i in ours.ids) / 2**20:.1f} MiB as Python str)"
+        f"{len(docs):,} document ids ({sum(sys.getsizeof(i) for i in ours.ids) / 2**20:.1f} MiB as str)"
     )
 
     # ---------------------------------------------------------------- batch search
