@@ -15,6 +15,7 @@ from bdnsca.io import (
     write_run,
 )
 from bdnsca.metrics import bootstrap_ci, evaluate
+from bdnsca.mining import MiningResult, MiningSettings, mine_hard_negatives
 from bdnsca.retrieval import build_index, search_run
 
 __version__ = "0.1.0"
@@ -37,6 +38,9 @@ __all__ = [
     "write_run",
     "bootstrap_ci",
     "evaluate",
+    "MiningResult",
+    "MiningSettings",
+    "mine_hard_negatives",
     "build_index",
     "search_run",
 ]

@@ -126,3 +126,48 @@ def evaluate_matrix(
     queries the run lacks, number of run queries qrels lack). Raises BdnscaError for an unknown
     metric name, TypeError for values of the wrong type.
     """
+
+def mine(
+    bm25: BM25,
+    texts: Sequence[str],
+    domains: Sequence[int],
+    queries: Sequence[str | Sequence[str]],
+    positives: Sequence[Sequence[int]],
+    relevant: Sequence[Sequence[int]],
+    query_domains: Sequence[int],
+    query_ids: Sequence[str],
+    *,
+    depth: int,
+    rank_min: int,
+    rank_max: int,
+    max_score_ratio: float | None,
+    near_dup_threshold: float | None,
+    same_domain: int,
+    cross_domain: int,
+    sampling: str,
+    seed: int,
+    max_pairs: int | None,
+) -> list[
+    tuple[
+        list[tuple[int, float, int]],
+        list[tuple[int, float, int]],
+        list[tuple[int, int, float, float, int]],
+        list[float],
+        list[tuple[int, int]],
+        int,
+        int,
+        int,
+        int,
+    ]
+]:
+    """Mine hard negatives for every query in parallel with the GIL released.
+
+    ``texts`` and ``domains`` (integer codes) are aligned with the index; per query,
+    ``positives`` (document positions to pair with, best first), ``relevant`` (every position
+    judged > 0: never a negative), its domain code and id (which seeds its sampling). Ranks are
+    1-based in the BM25 ranking of depth ``depth``. Returns, per query: same-domain negatives
+    and cross-domain negatives as (doc, score, rank); suspected false negatives as (doc,
+    duplicate_of, similarity, score, rank); the positives' scores; (positive, negative) pairs;
+    and the counts dropped by rank window and by score ceiling, and the eligible same- and
+    cross-domain candidates. Raises BdnscaError for inconsistent inputs or settings.
+    """

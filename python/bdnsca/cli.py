@@ -216,6 +216,150 @@ def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
         con.print(f"wrote {output}")
 
 
+# ----------------------------------------------------------------------------- mine-negatives
+
+
+def _threshold(value: str) -> float | None:
+    if value.lower() in ("off", "none", "0"):
+        return None
+    try:
+        t = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number in (0, 1] nor 'off'") from None
+    if not 0 < t <= 1:
+        raise click.BadParameter(f"{t} is not in (0, 1]")
+    return t
+
+
+@cli.command("mine-negatives", context_settings=CONTEXT)
+@click.option("--retrieval-gold", required=True, type=click.Path(exists=True), help="Gold JSONL (or BEIR).")
+@click.option(
+    "--retrieval-corpus", required=True, type=click.Path(exists=True), help="Corpus JSONL (or BEIR)."
+)
+@click.option(
+    "--hard-negatives-per-query", default=10, show_default=True, type=int, help="Same-domain negatives."
+)
+@click.option("--cross-domain-negatives-per-query", default=4, show_default=True, type=int)
+@click.option(
+    "--output-hard-negatives", type=click.Path(dir_okay=False), help="Default: beside the gold file."
+)
+@click.option(
+    "--output-reranker-pairs", type=click.Path(dir_okay=False), help="Default: beside the gold file."
+)
+@click.option("--output-summary", type=click.Path(dir_okay=False), help="Default: beside the gold file.")
+@click.option("--candidate-depth", default=100, show_default=True, type=int, help="BM25 ranking depth.")
+@click.option("--rank-range", default=None, help="MIN:MAX: only negatives ranked in this window (1 = top).")
+@click.option(
+    "--max-score-ratio",
+    type=float,
+    default=None,
+    help="Drop candidates scoring above R x the lowest positive's score (0.95 is sensible). Off by default.",
+)
+@click.option(
+    "--near-duplicate-threshold",
+    default="0.8",
+    show_default=True,
+    help="Shingle Jaccard at which a candidate is a twin of a positive; 'off': exact duplicates only.",
+)
+@click.option("--sampling", type=click.Choice(["top", "random"]), default="top", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--domain-field", default="domain", show_default=True)
+@click.option("--min-positive-grade", default=1, show_default=True, type=int)
+@click.option(
+    "--pair-format",
+    type=click.Choice(["pairwise", "triplet", "pointwise"]),
+    default="pairwise",
+    show_default=True,
+)
+@click.option("--max-pairs-per-query", type=int, default=None)
+@click.option(
+    "--strict", is_flag=True, help="Gold documents missing from the corpus are an error, not a count."
+)
+@click.option(
+    "--method",
+    default="lucene",
+    show_default=True,
+    type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+)
+@click.option("--stopwords", type=click.Choice(["en", "none"]), default="en", show_default=True)
+@click.option("--stemmer", type=click.Choice(["english", "none"]), default="english", show_default=True)
+def mine_negatives_cmd(
+    retrieval_gold,
+    retrieval_corpus,
+    hard_negatives_per_query,
+    cross_domain_negatives_per_query,
+    output_hard_negatives,
+    output_reranker_pairs,
+    output_summary,
+    candidate_depth,
+    rank_range,
+    max_score_ratio,
+    near_duplicate_threshold,
+    sampling,
+    seed,
+    domain_field,
+    min_positive_grade,
+    pair_format,
+    max_pairs_per_query,
+    strict,
+    method,
+    stopwords,
+    stemmer,
+) -> None:
+    """Mine hard negatives with BM25 (twins of positives kept out) and assemble reranker pairs."""
+    from bdnsca.mining import (
+        MiningSettings,
+        default_output_paths,
+        mine_hard_negatives,
+        parse_rank_range,
+        write_mining_outputs,
+    )
+
+    settings = MiningSettings(
+        hard_negatives_per_query=hard_negatives_per_query,
+        cross_domain_negatives_per_query=cross_domain_negatives_per_query,
+        candidate_depth=candidate_depth,
+        rank_range=parse_rank_range(rank_range) if rank_range else None,
+        max_score_ratio=max_score_ratio,
+        near_duplicate_threshold=_threshold(near_duplicate_threshold),
+        sampling=sampling,
+        seed=seed,
+        domain_field=domain_field,
+        min_positive_grade=min_positive_grade,
+        pair_format=pair_format,
+        max_pairs_per_query=max_pairs_per_query,
+        strict=strict,
+        method=method,
+        stopwords=None if stopwords == "none" else stopwords,
+        stemmer=None if stemmer == "none" else stemmer,
+    )
+    settings.validate()
+    hn_default, pairs_default, summary_default = default_output_paths(retrieval_gold)
+    con = _console()
+    with _progress() as bar:
+        task = bar.add_task("mining", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = mine_hard_negatives(retrieval_corpus, retrieval_gold, settings, progress=tick)
+    paths = (
+        output_hard_negatives or hn_default,
+        output_reranker_pairs or pairs_default,
+        output_summary or summary_default,
+    )
+    write_mining_outputs(result, *paths)
+    s = result.summary
+    con.print(
+        f"{s['queries']['used']}/{s['queries']['total']} queries, {s['negatives']['total']} negatives "
+        f"({s['negatives']['same_domain']} same-domain, {s['negatives']['cross_domain']} cross-domain), "
+        f"{s['pairs']} {pair_format} pairs; kept out {s['suspected_false_negatives']['count']} suspected "
+        f"false negatives (twins of positives); gold docs missing: {s['missing_gold_documents']['count']}"
+    )
+    for label, p in zip(("hard negatives", "reranker pairs", "summary"), paths, strict=True):
+        con.print(f"  {label}: {p}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI; a failure prints one line and exits non-zero."""
     try:

@@ -4,6 +4,8 @@
 pub mod error;
 pub mod index;
 pub mod metrics;
+pub mod mining;
+pub mod neardup;
 pub mod persist;
 pub mod scoring;
 pub mod tokenizer;

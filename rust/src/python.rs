@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 use crate::error::Error;
 use crate::index::Bm25Index;
 use crate::metrics::{self, Metric, QueryInput};
+use crate::mining::{self, MiningConfig, MiningQuery, Sampling};
 use crate::persist::{self, TokenizerSettings};
 use crate::scoring::{Method, Params};
 use crate::tokenizer::{self, Tokenizer as CoreTokenizer};
@@ -644,6 +645,140 @@ impl Bm25 {
     }
 }
 
+/// One query's mining result, as plain Python values: (same-domain negatives,
+/// cross-domain negatives, suspected false negatives, positive scores, pairs,
+/// dropped by rank, dropped by score, available same, available cross). A
+/// negative is (doc, score, rank); a suspect (doc, twin_of, similarity, score, rank).
+type MinedTuple = (
+    Vec<(u32, f32, u32)>,
+    Vec<(u32, f32, u32)>,
+    Vec<(u32, u32, f64, f32, u32)>,
+    Vec<f32>,
+    Vec<(u32, u32)>,
+    u32,
+    u32,
+    u32,
+    u32,
+);
+
+/// Mines hard negatives for every query in parallel (the GIL released); see
+/// `bdnsca.mining.mine_hard_negatives` for the user-facing function.
+#[pyfunction]
+#[pyo3(signature = (bm25, texts, domains, queries, positives, relevant, query_domains, query_ids, *,
+    depth, rank_min, rank_max, max_score_ratio, near_dup_threshold, same_domain, cross_domain,
+    sampling, seed, max_pairs))]
+#[allow(clippy::too_many_arguments)]
+fn mine(
+    py: Python<'_>,
+    bm25: &Bm25,
+    texts: &Bound<'_, PyAny>,
+    domains: Vec<u32>,
+    queries: &Bound<'_, PyAny>,
+    positives: Vec<Vec<u32>>,
+    relevant: Vec<Vec<u32>>,
+    query_domains: Vec<u32>,
+    query_ids: Vec<String>,
+    depth: usize,
+    rank_min: usize,
+    rank_max: usize,
+    max_score_ratio: Option<f64>,
+    near_dup_threshold: Option<f64>,
+    same_domain: usize,
+    cross_domain: usize,
+    sampling: &str,
+    seed: u64,
+    max_pairs: Option<usize>,
+) -> PyResult<Vec<MinedTuple>> {
+    let index = bm25.index_ref()?.clone();
+    let arena = texts_arena(texts)?;
+    let mut qs = Vec::new();
+    for (i, q) in queries.try_iter()?.enumerate() {
+        qs.push(extract_query(&q?, || format!("query {i}"))?);
+    }
+    let n = qs.len();
+    if [
+        positives.len(),
+        relevant.len(),
+        query_domains.len(),
+        query_ids.len(),
+    ]
+    .iter()
+    .any(|&l| l != n)
+    {
+        return Err(BdnscaError::new_err(
+            "queries, positives, relevant, query_domains and query_ids differ in length",
+        ));
+    }
+    let sampling = match sampling {
+        "top" => Sampling::Top,
+        "random" => Sampling::Random,
+        other => {
+            return Err(BdnscaError::new_err(format!(
+                "sampling must be 'top' or 'random', got {other:?}"
+            )))
+        }
+    };
+    let cfg = MiningConfig {
+        depth,
+        rank_min,
+        rank_max,
+        max_score_ratio,
+        near_dup_threshold,
+        same_domain,
+        cross_domain,
+        sampling,
+        seed,
+        max_pairs,
+    };
+    let tok = bm25.tokenizer.clone_ref(py);
+    let tok = &tok.get().inner;
+    let mined = py
+        .detach(|| {
+            let texts: Vec<&str> = (0..arena.len()).map(|i| arena.get(i)).collect();
+            let queries: Vec<MiningQuery> = qs
+                .iter()
+                .zip(positives)
+                .zip(relevant)
+                .zip(query_domains)
+                .zip(&query_ids)
+                .map(|((((q, positives), relevant), domain), id)| MiningQuery {
+                    terms: match q {
+                        Query::Text(t) => index.term_ids(&tok.tokenize(t)),
+                        Query::Tokens(toks) => index.term_ids(toks),
+                    },
+                    positives,
+                    relevant,
+                    domain,
+                    key: mining::key_of(id),
+                })
+                .collect();
+            mining::mine(&index, &texts, &domains, &queries, &cfg)
+        })
+        .map_err(to_py)?;
+    Ok(mined
+        .into_iter()
+        .map(|m| {
+            let neg = |v: Vec<mining::Candidate>| {
+                v.into_iter().map(|c| (c.doc, c.score, c.rank)).collect()
+            };
+            (
+                neg(m.same),
+                neg(m.cross),
+                m.suspects
+                    .into_iter()
+                    .map(|s| (s.doc, s.twin_of, s.similarity, s.score, s.rank))
+                    .collect(),
+                m.positive_scores,
+                m.pairs,
+                m.dropped_by_rank,
+                m.dropped_by_score,
+                m.available_same,
+                m.available_cross,
+            )
+        })
+        .collect())
+}
+
 /// Per-query metric values for `qrels` and `run` (dicts of dicts). Returns the
 /// query ids of qrels in order, the metric names, a float64 array
 /// (n_queries, n_metrics), and how many qrels queries the run lacks and how
@@ -749,6 +884,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Tokenizer>()?;
     m.add_class::<Bm25>()?;
     m.add_function(wrap_pyfunction!(evaluate_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(mine, m)?)?;
     m.add("BdnscaError", m.py().get_type::<BdnscaError>())?;
     m.add("IndexFileError", m.py().get_type::<IndexFileError>())?;
     m.add("STOPWORDS_EN", tokenizer::STOPWORDS_EN.to_vec())?;
