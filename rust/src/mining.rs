@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{Bm25Index, Scratch};
-use crate::neardup::{jaccard, normalise, shingles};
+use crate::neardup::{jaccard, max_shingles, normalise, shingles_of_normalised};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sampling {
@@ -191,8 +191,9 @@ fn mine_one(
         .relevant
         .iter()
         .map(|&d| {
-            let t = texts[d as usize];
-            (d, normalise(t), shingles(t))
+            let norm = normalise(texts[d as usize]);
+            let sh = shingles_of_normalised(&norm);
+            (d, norm, sh)
         })
         .collect();
     let mut same = Vec::new();
@@ -265,7 +266,13 @@ fn twin(
         return Some((*d, 1.0));
     }
     let t = threshold?;
-    let sh = shingles(text);
+    // Jaccard >= t needs |A| >= t |R|: a text too short for every relevant
+    // document is ruled out before its shingles are built.
+    let most = max_shingles(&norm) as f64;
+    if relevant.iter().all(|(_, _, rs)| most < t * rs.len() as f64) {
+        return None;
+    }
+    let sh = shingles_of_normalised(&norm);
     let mut best: Option<(u32, f64)> = None;
     for (d, _, rs) in relevant {
         let (a, b) = (sh.len().min(rs.len()), sh.len().max(rs.len()));

@@ -1,13 +1,14 @@
-//! Near-duplicate detection: Jaccard similarity of character 5-gram shingles
-//! of normalised text (lower-cased, runs of non-alphanumerics folded to one
-//! space). Exact duplicates after normalisation have similarity 1.
-
-use rustc_hash::FxHasher;
-use std::hash::{Hash, Hasher};
+//! Near-duplicate detection: Jaccard similarity of 5-byte shingles of
+//! normalised text (lower-cased, runs of non-alphanumerics folded to one
+//! space); for ASCII text these are character 5-grams. Exact duplicates after
+//! normalisation have similarity 1.
 
 const SHINGLE: usize = 5;
 
 pub fn normalise(text: &str) -> String {
+    if text.is_ascii() {
+        return normalise_ascii(text.as_bytes());
+    }
     let mut out = String::with_capacity(text.len());
     let mut space = true;
     for c in text.chars() {
@@ -25,19 +26,45 @@ pub fn normalise(text: &str) -> String {
     out
 }
 
-/// Sorted, distinct hashes of the text's character shingles.
+/// The same as the general path for ASCII text, a byte at a time.
+fn normalise_ascii(text: &[u8]) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let mut space = true;
+    for &c in text {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+            space = false;
+        } else if !space {
+            out.push(b' ');
+            space = true;
+        }
+    }
+    if out.last() == Some(&b' ') {
+        out.pop();
+    }
+    // Only ASCII bytes were pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Sorted, distinct shingles of the normalised text, each 5 bytes packed into
+/// a u64 (no hashing, so no collisions). A text shorter than a shingle is one
+/// shingle of its own (tagged so it cannot equal a packed 5-byte window).
 pub fn shingles(text: &str) -> Vec<u64> {
-    let norm = normalise(text);
-    let chars: Vec<char> = norm.chars().collect();
-    let hash = |w: &[char]| {
-        let mut h = FxHasher::default();
-        w.hash(&mut h);
-        h.finish()
-    };
-    let mut out: Vec<u64> = if chars.len() < SHINGLE {
-        vec![hash(&chars)]
+    shingles_of_normalised(&normalise(text))
+}
+
+/// The most shingles a normalised text can have.
+pub fn max_shingles(norm: &str) -> usize {
+    norm.len().saturating_sub(SHINGLE - 1).max(1)
+}
+
+pub fn shingles_of_normalised(norm: &str) -> Vec<u64> {
+    let b = norm.as_bytes();
+    let pack = |w: &[u8]| w.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64);
+    let mut out: Vec<u64> = if b.len() < SHINGLE {
+        vec![(1u64 << 63) | pack(b)]
     } else {
-        chars.windows(SHINGLE).map(hash).collect()
+        b.windows(SHINGLE).map(pack).collect()
     };
     out.sort_unstable();
     out.dedup();
@@ -80,5 +107,7 @@ mod tests {
         assert!(jaccard(&a, &c) < 0.1);
         assert_eq!(jaccard(&a, &a), 1.0);
         assert_eq!(normalise("  Hello,  World!! "), "hello world");
+        assert_eq!(normalise("Ünïcode  Straße, OK"), "ünïcode straße ok");
+        assert_eq!(shingles("abc"), shingles("ABC!"));
     }
 }
