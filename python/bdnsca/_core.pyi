@@ -127,9 +127,15 @@ def evaluate_matrix(
     metric name, TypeError for values of the wrong type.
     """
 
+class DocTexts:
+    """Document texts copied once into Rust, for repeated mining calls over one corpus."""
+
+    def __init__(self, texts: Iterable[str]) -> None: ...
+    def __len__(self) -> int: ...
+
 def mine(
     bm25: BM25,
-    texts: Sequence[str],
+    texts: DocTexts,
     domains: Sequence[int],
     queries: Sequence[str | Sequence[str]],
     positives: Sequence[Sequence[int]],

@@ -9,6 +9,8 @@ domains in turn. Same inputs and seed give the same outputs.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import time
@@ -200,38 +202,15 @@ def mine_hard_negatives(
             f"(first: query {qid!r} -> {doc!r}); drop --strict to count and skip them"
         )
     lo, hi = settings.rank_range or (1, settings.candidate_depth)
+    texts = _core.DocTexts(corpus.texts(settings.include_title))
     mined: list[tuple] = []
-    batch = 4096
-    for start in range(0, len(used), batch):
-        stop = start + batch
-        mined.extend(
-            _core.mine(
-                bm25,
-                corpus.texts(settings.include_title),
-                doc_domains,
-                [q.text for q in used[start:stop]],
-                positives[start:stop],
-                relevant[start:stop],
-                q_domains[start:stop],
-                [q.query_id for q in used[start:stop]],
-                depth=settings.candidate_depth,
-                rank_min=lo,
-                rank_max=hi,
-                max_score_ratio=settings.max_score_ratio,
-                near_dup_threshold=settings.near_duplicate_threshold,
-                same_domain=settings.hard_negatives_per_query,
-                cross_domain=settings.cross_domain_negatives_per_query,
-                sampling=settings.sampling,
-                seed=settings.seed,
-                max_pairs=settings.max_pairs_per_query,
-            )
+    with _gc_paused():
+        _mine_batches(
+            bm25, texts, doc_domains, used, positives, relevant, q_domains, settings, lo, hi, mined, progress
         )
-        if progress:
-            progress(min(stop, len(used)), len(used))
-    t_mine = time.perf_counter()
-
-    domain_of = {v: k for k, v in domain_names.items()}
-    rows, pairs = _assemble(corpus, used, positives, relevant, q_domains, mined, domain_of, settings)
+        t_mine = time.perf_counter()
+        domain_of = {v: k for k, v in domain_names.items()}
+        rows, pairs = _assemble(corpus, used, positives, relevant, q_domains, mined, domain_of, settings)
     t_done = time.perf_counter()
 
     n_same = sum(len(m[0]) for m in mined)
@@ -278,6 +257,50 @@ def mine_hard_negatives(
         },
     }
     return MiningResult(rows, pairs, summary)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Millions of small result objects: the cyclic GC would rescan them again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _mine_batches(
+    bm25, texts, doc_domains, used, positives, relevant, q_domains, settings, lo, hi, mined, progress
+):
+    batch = 4096
+    for start in range(0, len(used), batch):
+        stop = start + batch
+        mined.extend(
+            _core.mine(
+                bm25,
+                texts,
+                doc_domains,
+                [q.text for q in used[start:stop]],
+                positives[start:stop],
+                relevant[start:stop],
+                q_domains[start:stop],
+                [q.query_id for q in used[start:stop]],
+                depth=settings.candidate_depth,
+                rank_min=lo,
+                rank_max=hi,
+                max_score_ratio=settings.max_score_ratio,
+                near_dup_threshold=settings.near_duplicate_threshold,
+                same_domain=settings.hard_negatives_per_query,
+                cross_domain=settings.cross_domain_negatives_per_query,
+                sampling=settings.sampling,
+                seed=settings.seed,
+                max_pairs=settings.max_pairs_per_query,
+            )
+        )
+        if progress:
+            progress(min(stop, len(used)), len(used))
 
 
 def _assemble(corpus, used, positives, relevant, q_domains, mined, domain_of, settings):

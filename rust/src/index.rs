@@ -12,7 +12,7 @@ use crate::topk::{Hit, TopK};
 
 /// Documents are counted in chunks of this many, in parallel; chunking by
 /// document count (not thread count) keeps term ids identical on any machine.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 16384;
 
 pub struct Bm25Index {
     pub(crate) params: Params,
@@ -48,7 +48,6 @@ where
     F: Fn(&T, &mut dyn FnMut(&str)),
 {
     let mut local: FxHashMap<String, u32> = FxHashMap::default();
-    let mut terms = Vec::new();
     let mut entries = Vec::new();
     let mut ends = Vec::with_capacity(docs.len());
     let mut lens = Vec::with_capacity(docs.len());
@@ -59,9 +58,8 @@ where
             let id = match local.get(tok) {
                 Some(&id) => id,
                 None => {
-                    let id = terms.len() as u32;
+                    let id = local.len() as u32;
                     local.insert(tok.to_string(), id);
-                    terms.push(tok.to_string());
                     id
                 }
             };
@@ -79,6 +77,11 @@ where
             i = j;
         }
         ends.push(entries.len());
+    }
+    // The chunk's terms in local-id order, moved out of the map (no copies).
+    let mut terms = vec![String::new(); local.len()];
+    for (t, id) in local {
+        terms[id as usize] = t;
     }
     ChunkCounts {
         terms,
@@ -122,31 +125,33 @@ impl Bm25Index {
                 "a corpus holds at most 4,294,967,295 documents",
             ));
         }
-        let chunks: Vec<ChunkCounts> = docs
+        let mut chunks: Vec<ChunkCounts> = docs
             .par_chunks(CHUNK)
             .map(|c| count_chunk(c, tokens_of))
             .collect();
 
         // Merge the chunk vocabularies in chunk order: term ids follow first appearance.
+        // Each term string moves into the vocabulary once; later chunks only look up.
         let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-        let mut terms: Vec<String> = Vec::new();
         let remaps: Vec<Vec<u32>> = chunks
-            .iter()
+            .iter_mut()
             .map(|c| {
-                c.terms
-                    .iter()
-                    .map(|t| {
-                        *vocab.entry(t.clone()).or_insert_with(|| {
-                            terms.push(t.clone());
-                            (terms.len() - 1) as u32
-                        })
+                std::mem::take(&mut c.terms)
+                    .into_iter()
+                    .map(|t| match vocab.get(&t) {
+                        Some(&id) => id,
+                        None => {
+                            let id = vocab.len() as u32;
+                            vocab.insert(t, id);
+                            id
+                        }
                     })
                     .collect()
             })
             .collect();
 
         let n_docs = docs.len();
-        let n_terms = terms.len();
+        let n_terms = vocab.len();
         let total_len: u64 = chunks
             .iter()
             .flat_map(|c| c.lens.iter())
@@ -198,7 +203,6 @@ impl Bm25Index {
                 doc += 1;
             }
         }
-        drop(terms);
         Ok(Bm25Index::from_parts(
             params, vocab, indptr, post_docs, weights, nonocc, n_docs, avgdl,
         ))

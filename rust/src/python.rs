@@ -661,6 +661,26 @@ type MinedTuple = (
     u32,
 );
 
+/// Document texts copied once into Rust, for repeated mining calls over one corpus.
+#[pyclass(module = "bdnsca._core", frozen)]
+pub struct DocTexts {
+    arena: Arc<Arena>,
+}
+
+#[pymethods]
+impl DocTexts {
+    #[new]
+    fn new(texts: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(DocTexts {
+            arena: Arc::new(texts_arena(texts)?),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.arena.len()
+    }
+}
+
 /// Mines hard negatives for every query in parallel (the GIL released); see
 /// `bdnsca.mining.mine_hard_negatives` for the user-facing function.
 #[pyfunction]
@@ -671,7 +691,7 @@ type MinedTuple = (
 fn mine(
     py: Python<'_>,
     bm25: &Bm25,
-    texts: &Bound<'_, PyAny>,
+    texts: &DocTexts,
     domains: Vec<u32>,
     queries: &Bound<'_, PyAny>,
     positives: Vec<Vec<u32>>,
@@ -690,7 +710,7 @@ fn mine(
     max_pairs: Option<usize>,
 ) -> PyResult<Vec<MinedTuple>> {
     let index = bm25.index_ref()?.clone();
-    let arena = texts_arena(texts)?;
+    let arena = texts.arena.clone();
     let mut qs = Vec::new();
     for (i, q) in queries.try_iter()?.enumerate() {
         qs.push(extract_query(&q?, || format!("query {i}"))?);
@@ -883,6 +903,7 @@ fn evaluate_matrix<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Tokenizer>()?;
     m.add_class::<Bm25>()?;
+    m.add_class::<DocTexts>()?;
     m.add_function(wrap_pyfunction!(evaluate_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(mine, m)?)?;
     m.add("BdnscaError", m.py().get_type::<BdnscaError>())?;
