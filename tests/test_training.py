@@ -127,7 +127,7 @@ def test_fused_projections_are_targeted():
         ('{"prompt": "p", "chosen": "c", "rejected": 3}', "field 'rejected' must be a string"),
         (
             '{"prompt": "p", "chosen": "c", "rejected": [{"role": "assistant", "content": "x"}]}',
-            "must both be strings",
+            "'chosen' and 'rejected' must both be strings",
         ),
     ],
 )
