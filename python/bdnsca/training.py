@@ -292,16 +292,7 @@ def train_preferences(cfg: PreferenceTrainingConfig) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     final_eval = trainer.evaluate() if eval_ds is not None else None
 
-    # The adapter goes to a temporary folder first and moves in file by file, so a failure
-    # while saving never leaves a half-written adapter where a good one was.
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
-    try:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _save_into(out, trainer.model, tokenizer)
 
     history = trainer.state.log_history
     metrics = {
@@ -372,17 +363,22 @@ def merge_adapter(base_model: str, adapter: str, output_dir: str) -> str:
 
     model = AutoModelForCausalLM.from_pretrained(base_model)
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    out = Path(output_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=".merged.", dir=out.parent if out.parent.exists() else None))
+    _save_into(Path(output_dir), merged, AutoTokenizer.from_pretrained(adapter))
+    return str(output_dir)
+
+
+def _save_into(out: Path, model, tokenizer) -> None:
+    """Saves into a temporary folder inside ``out``, then moves the files in one by one, so a
+    failure while saving never leaves a half-written model where a good one was."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".saving.", dir=out))
     try:
-        merged.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(adapter).save_pretrained(tmp)
-        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return str(out)
 
 
 def read_metrics(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
