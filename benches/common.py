@@ -31,7 +31,7 @@ SYLLABLES = [
 def vocabulary(size: int, seed: int = 0, max_syllables: int = 4) -> list[str]:
     """Distinct pseudo-words of 2 to ``max_syllables`` syllables."""
     capacity = sum(len(SYLLABLES) ** n for n in range(2, max_syllables + 1))
-    if size > capacity // 2:
+    if size > capacity:
         raise ValueError(f"{size} distinct words need more than {max_syllables} syllables")
     rng = np.random.default_rng(seed)
     words: set[str] = set()

@@ -84,8 +84,8 @@ def test_dpo_moves_the_eval_margin_and_writes_everything(tiny, prefs, tmp_path):
 
 @pytest.mark.parametrize("loss", ["ipo", "orpo", "simpo"])
 def test_every_loss_trains(tiny, prefs, tmp_path, loss):
-    m = train_preferences(config(tiny, prefs, tmp_path / loss, loss=loss, max_steps=12, eval_fraction=0.0))
-    assert m["train_steps"] == 12 and m["train"]
+    m = train_preferences(config(tiny, prefs, tmp_path / loss, loss=loss, max_steps=24, eval_fraction=0.0))
+    assert m["train_steps"] == 24 and m["train"]
     losses = [h["loss"] for h in m["train"]]
     assert all(x == x for x in losses)  # no NaN
     assert losses[-1] < losses[0]
@@ -154,3 +154,44 @@ def test_merge_adapter(tiny, prefs, tmp_path):
         (a - b).abs().sum().item() for a, b in zip(merged.parameters(), base.parameters(), strict=True)
     )
     assert diff > 0  # the adapter changed the weights
+
+
+def test_conversational_rows_train_with_the_chat_template(tiny, prefs, tmp_path):
+    rows = [json.loads(x) for x in prefs.read_text().splitlines()]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": [{"role": "user", "content": r["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                    "rejected": [{"role": "assistant", "content": r["rejected"]}],
+                }
+            )
+            + "\n"
+            for r in rows
+        )
+    )
+    m = train_preferences(config(tiny, chat, tmp_path / "chat", max_steps=6, eval_fraction=0.0))
+    assert m["train_steps"] == 6 and m["train"][-1]["loss"] == m["train"][-1]["loss"]
+
+
+def test_failure_part_way_keeps_the_last_checkpoint_and_writes_no_adapter(tiny, prefs, tmp_path, monkeypatch):
+    from bdnsca import training
+
+    def boom(self, *args, **kwargs):
+        self.steps += 1
+        if self.steps == 10:
+            raise RuntimeError("simulated crash at step 10")
+
+    monkeypatch.setattr(training._StepCounter, "on_step_end", boom)
+    out = tmp_path / "crash"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_preferences(config(tiny, prefs, out, max_steps=24, save_steps=4, eval_fraction=0.0))
+    assert (out / "checkpoints" / "checkpoint-8" / "adapter_model.safetensors").exists()
+    assert not (out / "adapter_model.safetensors").exists() and not (out / "metrics.json").exists()
+    monkeypatch.undo()
+    m = train_preferences(
+        config(tiny, prefs, out, max_steps=12, save_steps=4, eval_fraction=0.0, resume=True)
+    )
+    assert m["steps_this_run"] == 4 and (out / "adapter_model.safetensors").exists()

@@ -532,7 +532,7 @@ def merge_adapter_cmd(base_model, adapter, output_dir) -> None:
 )
 @click.option("--tokenizer-from", type=click.Path(exists=True, file_okay=False), default=None)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--gguf", is_flag=True, help="Also write model.gguf (not yet implemented).")
+@click.option("--gguf", is_flag=True, help="Also write model.gguf (loads in llama.cpp / llama-cpp-python).")
 def tiny_model_cmd(output_dir, layers, hidden_size, heads, vocab_size, tokenizer_from, seed, gguf) -> None:
     """Build a small random-initialised Llama model and a tokenizer trained on the bundled text."""
     from bdnsca.tinymodel import TinyModelConfig, make_tiny_model

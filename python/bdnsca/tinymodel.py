@@ -80,8 +80,6 @@ def make_tiny_model(
 
     config = config or TinyModelConfig()
     config.validate()
-    if gguf:
-        raise BdnscaError("--gguf is not implemented yet (it comes with the serving issue)")
     out = Path(output_dir)
     if tokenizer_from is not None:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_from))
@@ -114,5 +112,9 @@ def make_tiny_model(
         "config": asdict(config),
         "tokenizer_from": str(tokenizer_from) if tokenizer_from else None,
     }
+    if gguf:
+        from bdnsca.gguf_writer import write_llama_gguf
+
+        info["gguf"] = str(write_llama_gguf(model, tok, out / "model.gguf"))
     (out / "bdnsca_tiny_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
