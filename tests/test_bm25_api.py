@@ -105,6 +105,12 @@ def test_non_positive_k_is_an_error(bm, k):
         bm.search_batch(["fox"], k=k)
 
 
+def test_huge_k_is_clamped_not_allocated(bm):
+    assert len(bm.search("red", k=10**15)) == 2
+    ids, scores = bm.search_batch(["red", "dog"], k=2**62)
+    assert scores.shape == (2, 3) and ids[0] == ["both", "fox"]
+
+
 def test_query_without_known_terms_returns_nothing(bm):
     assert bm.search("zebra quagga") == []
     assert bm.search("") == []

@@ -211,6 +211,18 @@ def test_asking_for_more_than_exist_gives_fewer_and_says_so():
     assert res.summary["negatives"]["queries_short_of_cross_domain"] == 1
 
 
+def test_huge_counts_are_safe():
+    corpus, qs = small_world()
+    res = mine_hard_negatives(
+        corpus,
+        qs,
+        plain(
+            hard_negatives_per_query=10**12, cross_domain_negatives_per_query=10**12, candidate_depth=10**12
+        ),
+    )
+    assert len(res.hard_negatives[0]["hard_negative_doc_ids"]) == 8 + 9
+
+
 def test_graded_gold_never_makes_a_relevant_doc_negative():
     corpus, _ = small_world()
     qs = [Query("q", "harbor pilot", {"pos": 2, "n0": 1}, {"domain": "naval"})]

@@ -79,7 +79,8 @@ class BM25:
         """Top-k for every query in parallel with the GIL released.
 
         Returns ``(ids, scores)``: ``ids[i]`` is query i's documents, best first (fewer than k
-        when fewer match); ``scores`` has shape (n_queries, k), NaN where there is no document.
+        when fewer match); ``scores`` has shape (n_queries, min(k, n_docs)), NaN where there is
+        no document.
         ``threads=None`` uses every core.
         """
     def search_batch_indices(

@@ -352,6 +352,8 @@ impl Bm25Index {
     /// The `k` best documents among those holding at least one query term:
     /// score descending, then document index ascending.
     pub fn top_k(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
+        // No more hits than documents: a huge k must not become a huge allocation.
+        let k = k.min(self.n_docs);
         let q = self.canonical(q);
         if !q.iter().all(|&t| self.positive[t as usize]) {
             return self.top_k_exhaustive(&q, k, scratch);
@@ -773,6 +775,13 @@ mod tests {
             "pruning triggered only {} times",
             PRUNED.load(std::sync::atomic::Ordering::Relaxed)
         );
+    }
+
+    #[test]
+    fn huge_k_is_clamped_to_the_corpus() {
+        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
+        let idx = Bm25Index::from_tokens(&corpus(), p).unwrap();
+        assert_eq!(idx.search(&idx.term_ids(&["sat"]), usize::MAX).len(), 2);
     }
 
     #[test]

@@ -320,7 +320,7 @@ fn pick_cross(
             rng.shuffle(g);
         }
     }
-    let mut out = Vec::with_capacity(cfg.cross_domain);
+    let mut out = Vec::new();
     let mut round = 0;
     while out.len() < cfg.cross_domain {
         let mut took = false;

@@ -292,11 +292,13 @@ impl Bm25 {
         })
     }
 
-    fn check_k(k: i64) -> PyResult<usize> {
+    /// k as a count of results: >= 1, and no more than the documents indexed (so that
+    /// a huge k never turns into a huge allocation).
+    fn check_k(&self, k: i64) -> PyResult<usize> {
         if k <= 0 {
             return Err(BdnscaError::new_err(format!("k must be >= 1, got {k}")));
         }
-        Ok(k as usize)
+        Ok((k as u64).min(self.n_docs().max(1) as u64) as usize)
     }
 }
 
@@ -437,7 +439,7 @@ impl Bm25 {
         query: &Bound<'_, PyAny>,
         k: i64,
     ) -> PyResult<Vec<(String, f32)>> {
-        let k = Self::check_k(k)?;
+        let k = self.check_k(k)?;
         let q = extract_query(query, || "query".into())?;
         let ids = self.term_ids(&q)?;
         let index = self.index_ref()?.clone();
@@ -460,7 +462,7 @@ impl Bm25 {
         k: i64,
         threads: Option<usize>,
     ) -> PyResult<IdsAndScores<'py>> {
-        let k = Self::check_k(k)?;
+        let k = self.check_k(k)?;
         let (hits, n) = self.batch_hits(py, queries, k, threads)?;
         let mut flat = vec![f32::NAN; n * k];
         let mut out_ids = Vec::with_capacity(n);
@@ -486,7 +488,7 @@ impl Bm25 {
         k: i64,
         threads: Option<usize>,
     ) -> PyResult<PositionsAndScores<'py>> {
-        let k = Self::check_k(k)?;
+        let k = self.check_k(k)?;
         let (hits, n) = self.batch_hits(py, queries, k, threads)?;
         let mut scores = vec![f32::NAN; n * k];
         let mut docs = vec![-1i64; n * k];
