@@ -74,6 +74,7 @@ def test_dpo_moves_the_eval_margin_and_writes_everything(tiny, prefs, tmp_path):
                  "metrics.json", "training_curves.png"):  # fmt: skip
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["eval"]] == [12, 24]  # each eval once
     step = metrics["train"][0]
     for key in ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
         assert key in step

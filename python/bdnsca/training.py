@@ -290,7 +290,12 @@ def train_preferences(cfg: PreferenceTrainingConfig) -> dict[str, Any]:
     if cfg.resume and not resume:
         raise BdnscaError(f"--resume: no checkpoint in {checkpoints}")
     result = trainer.train(resume_from_checkpoint=True if resume else None)
-    final_eval = trainer.evaluate() if eval_ds is not None else None
+    final_eval = None
+    if eval_ds is not None:
+        # Reuse the trainer's own eval when it ran at the last step, so the history holds it once.
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+        last = evals[-1] if evals else None
+        final_eval = last if last and last.get("step") == trainer.state.global_step else trainer.evaluate()
 
     _save_into(out, trainer.model, tokenizer)
 
