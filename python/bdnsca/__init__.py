@@ -4,6 +4,7 @@ this package re-exports them with typed Python around them."""
 
 from bdnsca._core import BM25, INDEX_FORMAT_VERSION, STOPWORDS_EN, Tokenizer
 from bdnsca.errors import BdnscaError, DataError, IndexFileError
+from bdnsca.frontier import frontier_ratio, pareto_frontier
 from bdnsca.io import (
     Corpus,
     Document,
@@ -38,6 +39,8 @@ __all__ = [
     "write_run",
     "bootstrap_ci",
     "evaluate",
+    "frontier_ratio",
+    "pareto_frontier",
     "MiningResult",
     "MiningSettings",
     "mine_hard_negatives",

@@ -178,3 +178,14 @@ def mine(
     and the counts dropped by rank window and by score ceiling, and the eligible same- and
     cross-domain candidates. Raises BdnscaError for inconsistent inputs or settings.
     """
+
+def pareto_frontier(points: npt.NDArray[np.float64], maximize: list[bool]) -> npt.NDArray[np.int64]:
+    """Indices (ascending) of the non-dominated rows of a C-contiguous float64 (n, d) array;
+    ``maximize[j]`` says whether column j is maximised. NaN rows are never on the frontier;
+    identical non-dominated rows are all returned. O(n log n) for d = 2."""
+
+def frontier_ratio(
+    latency: npt.NDArray[np.float64], quality: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """latency / the lowest latency among configurations whose quality is at least as high
+    (1.0 on the frontier), NaN where latency or quality is NaN."""

@@ -6,6 +6,7 @@ pub mod index;
 pub mod metrics;
 pub mod mining;
 pub mod neardup;
+pub mod pareto;
 pub mod persist;
 pub mod scoring;
 pub mod tokenizer;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -17,6 +19,7 @@ use crate::error::Error;
 use crate::index::Bm25Index;
 use crate::metrics::{self, Metric, QueryInput};
 use crate::mining::{self, MiningConfig, MiningQuery, Sampling};
+use crate::pareto;
 use crate::persist::{self, TokenizerSettings};
 use crate::scoring::{Method, Params};
 use crate::tokenizer::{self, Tokenizer as CoreTokenizer};
@@ -801,6 +804,49 @@ fn mine(
         .collect())
 }
 
+/// Indices (ascending, int64) of the non-dominated rows of a C-contiguous float64
+/// (n, d) array; `maximize[j]` says whether column j is maximised.
+#[pyfunction]
+fn pareto_frontier<'py>(
+    py: Python<'py>,
+    points: PyReadonlyArray2<'py, f64>,
+    maximize: Vec<bool>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let d = points.shape()[1];
+    let flat = points
+        .as_slice()
+        .map_err(|_| BdnscaError::new_err("points must be C-contiguous"))?
+        .to_vec();
+    let idx = py
+        .detach(|| pareto::pareto_frontier(&flat, d, &maximize))
+        .map_err(to_py)?;
+    Ok(PyArray1::from_vec(
+        py,
+        idx.into_iter().map(|i| i as i64).collect(),
+    ))
+}
+
+/// latency / the lowest latency among configurations at least as good in quality.
+#[pyfunction]
+fn frontier_ratio<'py>(
+    py: Python<'py>,
+    latency: PyReadonlyArray1<'py, f64>,
+    quality: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let l = latency
+        .as_slice()
+        .map_err(|_| BdnscaError::new_err("latency must be contiguous"))?
+        .to_vec();
+    let q = quality
+        .as_slice()
+        .map_err(|_| BdnscaError::new_err("quality must be contiguous"))?
+        .to_vec();
+    let r = py
+        .detach(|| pareto::frontier_ratio(&l, &q))
+        .map_err(to_py)?;
+    Ok(PyArray1::from_vec(py, r))
+}
+
 /// Per-query metric values for `qrels` and `run` (dicts of dicts). Returns the
 /// query ids of qrels in order, the metric names, a float64 array
 /// (n_queries, n_metrics), and how many qrels queries the run lacks and how
@@ -908,6 +954,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DocTexts>()?;
     m.add_function(wrap_pyfunction!(evaluate_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(mine, m)?)?;
+    m.add_function(wrap_pyfunction!(pareto_frontier, m)?)?;
+    m.add_function(wrap_pyfunction!(frontier_ratio, m)?)?;
     m.add("BdnscaError", m.py().get_type::<BdnscaError>())?;
     m.add("IndexFileError", m.py().get_type::<IndexFileError>())?;
     m.add("STOPWORDS_EN", tokenizer::STOPWORDS_EN.to_vec())?;

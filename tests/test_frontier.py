@@ -1,0 +1,70 @@
+"""pareto_frontier equals a brute-force frontier; frontier_ratio on hand-checked cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bdnsca
+
+
+def brute_frontier(points: np.ndarray, maximize: list[bool]) -> list[int]:
+    signs = np.where(maximize, -1.0, 1.0)
+    p = points * signs
+    out = []
+    for i in range(len(p)):
+        if np.isnan(p[i]).any():
+            continue
+        dominated = False
+        for j in range(len(p)):
+            if i != j and not np.isnan(p[j]).any() and (p[j] <= p[i]).all() and (p[j] < p[i]).any():
+                dominated = True
+                break
+        if not dominated:
+            out.append(i)
+    return out
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_brute_force_with_ties_duplicates_and_nan(d, seed):
+    rng = np.random.default_rng(seed * 10 + d)
+    n = 300
+    points = rng.integers(0, 6, size=(n, d)).astype(float)  # small grid: many ties
+    points[rng.choice(n, 20)] = points[rng.choice(n, 20)]  # exact duplicates
+    points[rng.choice(n, 10), rng.integers(0, d)] = np.nan
+    maximize = [bool(x) for x in rng.integers(0, 2, d)]
+    got = bdnsca.pareto_frontier(points, maximize)
+    assert got.dtype == np.int64
+    assert got.tolist() == brute_frontier(points, maximize)
+
+
+def test_continuous_two_d():
+    rng = np.random.default_rng(0)
+    pts = rng.random((2000, 2))
+    assert bdnsca.pareto_frontier(pts, [False, True]).tolist() == brute_frontier(pts, [False, True])
+    assert bdnsca.pareto_frontier(pts, True).tolist() == brute_frontier(pts, [True, True])
+
+
+def test_identical_frontier_rows_all_returned():
+    pts = np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0], [3.0, 3.0]])
+    assert bdnsca.pareto_frontier(pts).tolist() == [0, 1, 2]
+
+
+def test_frontier_ratio_hand_checked():
+    latency = [100.0, 50.0, 200.0, 80.0, 120.0]
+    quality = [0.9, 0.5, 0.9, float("nan"), 0.95]
+    r = bdnsca.frontier_ratio(latency, quality)
+    # 0: q>=0.9 -> {100, 200, 120} -> 100/100; 1: everyone -> 50/50; 2: 200/100;
+    # 4: only itself at 0.95 -> 1.0
+    np.testing.assert_array_equal(r[[0, 1, 2, 4]], [1.0, 1.0, 2.0, 1.0])
+    assert np.isnan(r[3])
+
+
+def test_bad_shapes():
+    with pytest.raises(bdnsca.BdnscaError, match="2-D"):
+        bdnsca.pareto_frontier(np.zeros(3))
+    with pytest.raises(bdnsca.BdnscaError, match="maximize has 1 entries for 2 columns"):
+        bdnsca.pareto_frontier(np.zeros((3, 2)), [True])
+    with pytest.raises(bdnsca.BdnscaError, match="latency has 2 values, quality 3"):
+        bdnsca.frontier_ratio([1.0, 2.0], [1.0, 2.0, 3.0])
