@@ -249,6 +249,16 @@ enum Query {
     Tokens(Vec<String>),
 }
 
+impl Query {
+    /// The index's term ids for this query: text goes through `tok`, tokens as given.
+    fn terms(&self, index: &Bm25Index, tok: &CoreTokenizer) -> Vec<u32> {
+        match self {
+            Query::Text(t) => index.term_ids(&tok.tokenize(t)),
+            Query::Tokens(toks) => index.term_ids(toks),
+        }
+    }
+}
+
 fn extract_query(obj: &Bound<'_, PyAny>, what: impl Fn() -> String) -> PyResult<Query> {
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Query::Text(s.to_str()?.to_string()));
@@ -288,11 +298,7 @@ impl Bm25 {
     }
 
     fn term_ids(&self, q: &Query) -> PyResult<Vec<u32>> {
-        let index = self.index_ref()?;
-        Ok(match q {
-            Query::Text(t) => index.term_ids(&self.tokenizer.get().inner.tokenize(t)),
-            Query::Tokens(toks) => index.term_ids(toks),
-        })
+        Ok(q.terms(self.index_ref()?, &self.tokenizer.get().inner))
     }
 
     /// k as a count of results: >= 1, and no more than the documents indexed (so that
@@ -637,11 +643,7 @@ impl Bm25 {
             run_in(&pool, || {
                 qs.par_iter()
                     .map_init(crate::index::Scratch::default, |s, q| {
-                        let ids = match q {
-                            Query::Text(t) => index.term_ids(&tok.tokenize(t)),
-                            Query::Tokens(toks) => index.term_ids(toks),
-                        };
-                        index.top_k(&ids, k, s)
+                        index.top_k(&q.terms(&index, tok), k, s)
                     })
                     .collect()
             })
@@ -767,10 +769,7 @@ fn mine(
                 .zip(query_domains)
                 .zip(&query_ids)
                 .map(|((((q, positives), relevant), domain), id)| MiningQuery {
-                    terms: match q {
-                        Query::Text(t) => index.term_ids(&tok.tokenize(t)),
-                        Query::Tokens(toks) => index.term_ids(toks),
-                    },
+                    terms: q.terms(&index, tok),
                     positives,
                     relevant,
                     domain,
