@@ -443,12 +443,12 @@ impl Bm25Index {
         }
         // One slot more than documents: the branch-free append below writes
         // before it knows whether the document is new.
-        if scratch.touched.len() != self.n_docs + 1 {
-            scratch.touched = vec![0; self.n_docs + 1];
+        if scratch.slots.len() != self.n_docs + 1 {
+            scratch.slots = vec![0; self.n_docs + 1];
         }
         let Scratch {
             dense: acc,
-            touched,
+            slots: touched,
             ..
         } = scratch;
         let mut n_touched = 0usize;
@@ -642,7 +642,11 @@ fn gallop(docs: &[u32], target: u32) -> usize {
 /// Per-thread working memory for `top_k`, reused across queries.
 #[derive(Default)]
 pub struct Scratch {
+    /// MaxScore and dense paths: an accumulator kept all zero between queries,
+    /// and a slot per document for the branch-free list of documents touched.
     dense: Vec<f32>,
+    slots: Vec<u32>,
+    /// Exhaustive path: accumulator, epoch stamps and the documents touched.
     acc: Vec<f32>,
     seen: Vec<u32>,
     touched: Vec<u32>,
