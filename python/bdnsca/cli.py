@@ -141,12 +141,6 @@ def search_cmd(index_path, queries, output, k, threads, tag) -> None:
 # ----------------------------------------------------------------------------- evaluate
 
 
-def _load_qrels(path: str):
-    from bdnsca.io import read_qrels
-
-    return read_qrels(path)
-
-
 @cli.command("evaluate", context_settings=CONTEXT)
 @click.option("--qrels", required=True, type=click.Path(exists=True), help="Gold JSONL, TREC qrels or BEIR.")
 @click.option("--run", "run_path", required=True, type=click.Path(exists=True, dir_okay=False))
@@ -165,13 +159,13 @@ def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
 
     from rich.table import Table
 
-    from bdnsca.io import read_run, write_json
+    from bdnsca.io import read_qrels, read_run, write_json
     from bdnsca.metrics import bootstrap_ci, evaluate_matrix
 
     names = _csv(metrics)
     if not names:
         raise BdnscaError("--metrics names no metric")
-    qrels_d = _load_qrels(qrels)
+    qrels_d = read_qrels(qrels)
     run = read_run(run_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

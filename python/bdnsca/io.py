@@ -316,13 +316,6 @@ def read_qrels(path: str | os.PathLike[str]) -> Qrels:
     return qrels
 
 
-def write_trec_qrels(path: str | os.PathLike[str], qrels: Qrels) -> None:
-    with atomic_write(path) as f:
-        for qid, docs in qrels.items():
-            for doc, rel in docs.items():
-                f.write(f"{qid} 0 {doc} {rel}\n")
-
-
 # ----------------------------------------------------------------------------- runs
 
 

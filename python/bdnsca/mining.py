@@ -23,7 +23,7 @@ from typing import Any
 from bdnsca import _core
 from bdnsca.errors import BdnscaError
 from bdnsca.io import Corpus, Query, read_corpus, read_queries, write_json, write_jsonl
-from bdnsca.retrieval import build_index, make_tokenizer
+from bdnsca.retrieval import make_tokenizer
 
 PAIR_FORMATS = ("pairwise", "triplet", "pointwise")
 
@@ -153,15 +153,13 @@ def mine_hard_negatives(
         inputs["gold"] = str(queries)
         queries = read_queries(queries)
     t_read = time.perf_counter()
+    # One list of texts serves both the index and the twin detector (at 1M documents,
+    # building it twice costs seconds).
+    texts = corpus.texts(settings.include_title)
     if bm25 is None:
-        bm25 = build_index(
-            corpus,
-            method=settings.method,
-            k1=settings.k1,
-            b=settings.b,
-            tokenizer=make_tokenizer(settings.stopwords, settings.stemmer),
-            include_title=settings.include_title,
-        )
+        tokenizer = make_tokenizer(settings.stopwords, settings.stemmer)
+        bm25 = _core.BM25(method=settings.method, k1=settings.k1, b=settings.b, tokenizer=tokenizer)
+        bm25.index(texts, ids=corpus.ids)
     elif bm25.n_docs != len(corpus):
         raise BdnscaError(f"the index holds {bm25.n_docs} documents, the corpus {len(corpus)}")
     t_index = time.perf_counter()
@@ -202,11 +200,23 @@ def mine_hard_negatives(
             f"(first: query {qid!r} -> {doc!r}); drop --strict to count and skip them"
         )
     lo, hi = settings.rank_range or (1, settings.candidate_depth)
-    texts = _core.DocTexts(corpus.texts(settings.include_title))
+    doc_texts = _core.DocTexts(texts)
+    del texts
     mined: list[tuple] = []
     with _gc_paused():
         _mine_batches(
-            bm25, texts, doc_domains, used, positives, relevant, q_domains, settings, lo, hi, mined, progress
+            bm25,
+            doc_texts,
+            doc_domains,
+            used,
+            positives,
+            relevant,
+            q_domains,
+            settings,
+            lo,
+            hi,
+            mined,
+            progress,
         )
         t_mine = time.perf_counter()
         domain_of = {v: k for k, v in domain_names.items()}

@@ -6,7 +6,6 @@ output. torch, transformers, trl and peft are imported only when training starts
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -384,7 +383,3 @@ def _save_into(out: Path, model, tokenizer) -> None:
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def read_metrics(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    return json.loads((Path(output_dir) / "metrics.json").read_text())
