@@ -814,10 +814,9 @@ fn pareto_frontier<'py>(
     let d = points.shape()[1];
     let flat = points
         .as_slice()
-        .map_err(|_| BdnscaError::new_err("points must be C-contiguous"))?
-        .to_vec();
+        .map_err(|_| BdnscaError::new_err("points must be C-contiguous"))?;
     let idx = py
-        .detach(|| pareto::pareto_frontier(&flat, d, &maximize))
+        .detach(|| pareto::pareto_frontier(flat, d, &maximize))
         .map_err(to_py)?;
     Ok(PyArray1::from_vec(
         py,
