@@ -68,3 +68,29 @@ def test_bad_shapes():
         bdnsca.pareto_frontier(np.zeros((3, 2)), [True])
     with pytest.raises(bdnsca.BdnscaError, match="latency has 2 values, quality 3"):
         bdnsca.frontier_ratio([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_large_inputs_take_the_parallel_path_and_stay_exact(d):
+    # 300k rows: above the threshold where the scan splits across threads. Checked without a
+    # brute force: no row dominates a frontier row, and every other non-NaN row is dominated
+    # by a frontier row (the frontier of a finite set dominates everything off it).
+    rng = np.random.default_rng(d)
+    n = 300_000
+    points = rng.integers(0, 40, size=(n, d)).astype(float)
+    points[rng.choice(n, 100), 0] = np.nan
+    maximize = [True] + [False] * (d - 1)
+    got = bdnsca.pareto_frontier(points, maximize)
+    p = points * np.where(maximize, -1.0, 1.0)
+    valid = ~np.isnan(p).any(axis=1)
+    front = p[got]
+    assert valid[got].all()
+    covered = np.zeros(n, dtype=bool)
+    covered[got] = True
+    for f in front:
+        le = (f <= p).all(axis=1) & valid
+        lt = (f < p).any(axis=1)
+        dominated_by_f = le & lt
+        covered |= dominated_by_f
+        assert not ((p <= f).all(axis=1) & (p < f).any(axis=1) & valid).any()
+    assert covered[valid].all()
