@@ -545,6 +545,96 @@ def tiny_model_cmd(output_dir, layers, hidden_size, heads, vocab_size, tokenizer
     )
 
 
+@cli.command("serve-bench", context_settings=CONTEXT)
+@click.option("--models", required=True, help="Comma-separated GGUF files (targets).")
+@click.option(
+    "--speculative",
+    default="none",
+    show_default=True,
+    help="Comma-separated modes: none, prompt-lookup:N, draft:PATH:N (a smaller GGUF, same vocabulary).",
+)
+@click.option("--prompts", default="data/serving_prompts.jsonl", show_default=True, type=click.Path())
+@click.option("--references", default="data/serving_references.jsonl", show_default=True, type=click.Path())
+@click.option("--max-tokens", default=64, show_default=True, type=int)
+@click.option("--temperature", default=0.0, show_default=True, type=float)
+@click.option("--top-k", default=40, show_default=True, type=int, help="Used when temperature > 0.")
+@click.option("--top-p", default=0.95, show_default=True, type=float, help="Used when temperature > 0.")
+@click.option("--min-p", default=0.05, show_default=True, type=float, help="Used when temperature > 0.")
+@click.option("--repeats", default=3, show_default=True, type=int, help="Measured runs of every prompt.")
+@click.option("--seed", default=53, show_default=True, type=int)
+@click.option("--n-threads", default=None, type=int, help="llama.cpp threads (default: its own choice).")
+@click.option("--n-gpu-layers", default=0, show_default=True, type=int, help="-1 offloads every layer.")
+@click.option("--n-ctx", default=2048, show_default=True, type=int)
+@click.option(
+    "--quality",
+    "quality",
+    default="chrf,rouge_l",
+    show_default=True,
+    help="Scorers; chrF and ROUGE-L always run, 'embedding' adds MiniLM cosine similarity.",
+)
+@click.option(
+    "--frontier-metric",
+    default="chrf",
+    show_default=True,
+    type=click.Choice(["chrf", "rouge_l", "embedding"]),
+    help="The quality score the frontier uses.",
+)
+@click.option("--strict", is_flag=True, help="A prompt without a reference is an error, not a counted skip.")
+@click.option("--limit", default=None, type=int, help="Use only the first N prompts.")
+@click.option("--bootstrap", default=1000, show_default=True, type=int, help="Bootstrap resamples for CIs.")
+@click.option(
+    "--output-root", default="artifacts/serving", show_default=True, type=click.Path(file_okay=False)
+)
+def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
+    """Serve GGUF models in-process with llama.cpp, with and without speculative decoding, and
+    judge each configuration as a point on the quality-at-latency Pareto frontier."""
+    from bdnsca.serving import ServeBenchSettings, parse_speculative, run_serve_bench
+
+    metrics = ["chrf", "rouge_l"] + [q for q in _csv(quality) if q not in ("chrf", "rouge_l")]
+    settings = ServeBenchSettings(
+        models=_csv(models), speculative=parse_speculative(speculative), quality=metrics, **kwargs
+    )
+    settings.validate()
+    con = _console()
+    with _progress() as bar:
+        task = bar.add_task("serve-bench", total=None)
+
+        def tick(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name)
+
+        result = run_serve_bench(settings, progress=tick, argv=["bdnsca", *sys.argv[1:]])
+    from rich.table import Table
+
+    table = Table(title="serve-bench")
+    for col in (
+        "config",
+        "latency ms",
+        "TTFT ms",
+        "decode tok/s",
+        "accept",
+        "quality",
+        "Pareto",
+        "ratio",
+        "identity",
+    ):
+        table.add_column(col)
+    for e in result.summary["configs"]:
+        acc, ident = e["acceptance_rate"], e["greedy_identity_rate"]
+        table.add_row(
+            e["name"],
+            f"{e['total_ms']['mean']:.1f}",
+            f"{e['ttft_ms']['mean']:.1f}",
+            "-" if e["decode_tokens_per_s"]["mean"] is None else f"{e['decode_tokens_per_s']['mean']:.1f}",
+            "-" if acc is None else f"{acc:.2f}",
+            f"{e['quality']['score']:.3f}",
+            "yes" if e["pareto_optimal"] else "",
+            f"{e['frontier_ratio']:.2f}",
+            "-" if ident is None else f"{ident:.2f}",
+        )
+    con.print(table)
+    con.print(f"requests.jsonl, summary.json, report.md, frontier.png, settings.json in {result.output_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI; a failure prints one line and exits non-zero."""
     try:

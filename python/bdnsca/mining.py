@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import os
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Any
 
 from bdnsca import _core
 from bdnsca.errors import BdnscaError
-from bdnsca.io import Corpus, Query, read_corpus, read_queries, write_json, write_jsonl
+from bdnsca.io import Corpus, Query, file_sha256, read_corpus, read_queries, write_json, write_jsonl
 from bdnsca.retrieval import make_tokenizer
 
 PAIR_FORMATS = ("pairwise", "triplet", "pointwise")
@@ -98,14 +97,6 @@ def parse_rank_range(text: str) -> tuple[int, int]:
         return int(lo), int(hi)
     except ValueError:
         raise BdnscaError(f"rank range must look like MIN:MAX (e.g. 3:50), got {text!r}") from None
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_output_paths(gold_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:

@@ -30,7 +30,7 @@ class TinyModelConfig:
     kv_heads: int = 2
     intermediate_size: int | None = None
     vocab_size: int = 1024
-    max_position_embeddings: int = 512
+    max_position_embeddings: int = 2048
     seed: int = 0
 
     def validate(self) -> None:
