@@ -1,10 +1,10 @@
 //! `cargo bench`: the Rust core alone (criterion) on a synthetic Zipf corpus:
-//! index build, batch top-10 search on one thread, and metric evaluation.
+//! index build, batch top-10 search on one thread, metric evaluation, and Pareto frontiers.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use bdnsca::metrics::{evaluate, Metric, QueryInput};
-use bdnsca::{Bm25Index, Method, Params, Tokenizer};
+use bdnsca::{pareto, Bm25Index, Method, Params, Tokenizer};
 
 /// A deterministic generator (no dependency needed for a benchmark input).
 struct Lcg(u64);
@@ -95,5 +95,19 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn bench_pareto(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pareto");
+    g.sample_size(20);
+    for (n, d) in [(1_000_000usize, 2usize), (100_000, 3)] {
+        let mut r = Lcg(7);
+        let pts: Vec<f64> = (0..n * d).map(|_| r.next()).collect();
+        let maximize: Vec<bool> = (0..d).map(|j| j > 0).collect();
+        g.bench_function(format!("frontier {n} points, d = {d}"), |b| {
+            b.iter(|| pareto::pareto_frontier(&pts, d, &maximize).expect("frontier"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_pareto);
 criterion_main!(benches);

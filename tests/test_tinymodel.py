@@ -98,3 +98,18 @@ def test_gguf_loads_in_llama_cpp_with_the_same_logits(target):
     with torch.no_grad():
         ref = hf(torch.tensor([ids])).logits[0].numpy()
     np.testing.assert_allclose(ours, ref, atol=2e-3, rtol=1e-3)
+
+
+def test_copy_task_training_runs_and_writes_demo_files(tmp_path):
+    from bdnsca.tinymodel import COPY_PREFIX, TinyModelConfig, make_tiny_model
+
+    out = tmp_path / "copy"
+    info = make_tiny_model(out, TinyModelConfig(layers=1, hidden_size=32), copy_steps=4)
+    ct = info["copy_task"]
+    assert ct["steps"] == 4 and [p["step"] for p in ct["loss_curve"]] == [0, 3]
+    assert 0.0 <= ct["held_out_exact_copy_rate"] <= 1.0
+    prompts = [json.loads(x) for x in (out / "copy_prompts.jsonl").read_text().splitlines()]
+    refs = [json.loads(x) for x in (out / "copy_references.jsonl").read_text().splitlines()]
+    assert len(prompts) == len(refs) == 48
+    assert prompts[0]["prompt"].startswith(COPY_PREFIX)
+    assert refs[0]["reference_response"] in prompts[0]["prompt"]

@@ -527,7 +527,17 @@ def merge_adapter_cmd(base_model, adapter, output_dir) -> None:
 @click.option("--tokenizer-from", type=click.Path(exists=True, file_okay=False), default=None)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--gguf", is_flag=True, help="Also write model.gguf (loads in llama.cpp / llama-cpp-python).")
-def tiny_model_cmd(output_dir, layers, hidden_size, heads, vocab_size, tokenizer_from, seed, gguf) -> None:
+@click.option(
+    "--copy-steps",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Train this many steps on a copy task (answer = the prompt's text), for speculative-decoding "
+    "demos; also writes copy_prompts.jsonl / copy_references.jsonl.",
+)
+def tiny_model_cmd(
+    output_dir, layers, hidden_size, heads, vocab_size, tokenizer_from, seed, gguf, copy_steps
+) -> None:
     """Build a small random-initialised Llama model and a tokenizer trained on the bundled text."""
     from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
 
@@ -539,10 +549,29 @@ def tiny_model_cmd(output_dir, layers, hidden_size, heads, vocab_size, tokenizer
         vocab_size=vocab_size,
         seed=seed,
     )
-    info = make_tiny_model(output_dir, cfg, tokenizer_from=tokenizer_from, gguf=gguf)
-    _console().print(
+    if copy_steps < 0:
+        raise BdnscaError(f"--copy-steps must be >= 0, got {copy_steps}")
+    with _progress() as bar:
+        task = bar.add_task("copy task", total=copy_steps or None, visible=copy_steps > 0)
+        info = make_tiny_model(
+            output_dir,
+            cfg,
+            tokenizer_from=tokenizer_from,
+            gguf=gguf,
+            copy_steps=copy_steps,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    con = _console()
+    con.print(
         f"tiny model: {info['parameters']:,} parameters, vocabulary {info['vocab_size']} -> {output_dir}"
     )
+    if "copy_task" in info:
+        ct = info["copy_task"]
+        con.print(
+            f"copy task: {ct['steps']} steps, final loss {ct['loss_curve'][-1]['loss']:.4f}, "
+            f"held-out exact copies {ct['held_out_exact_copy_rate']:.0%}; "
+            f"copy_prompts.jsonl / copy_references.jsonl in {output_dir}"
+        )
 
 
 @cli.command("serve-bench", context_settings=CONTEXT)

@@ -22,6 +22,15 @@ CHAT_TEMPLATE = (
 )
 
 
+COPY_PREFIX = "Repeat exactly:"
+COPY_SUFFIX = "\nAnswer:"
+
+
+def copy_prompt(text: str) -> str:
+    """The copy task's prompt: the model answers with ``text`` itself."""
+    return f"{COPY_PREFIX} {text}{COPY_SUFFIX}"
+
+
 @dataclass
 class TinyModelConfig:
     layers: int = 2
@@ -75,6 +84,8 @@ def make_tiny_model(
     *,
     tokenizer_from: str | os.PathLike[str] | None = None,
     gguf: bool = False,
+    copy_steps: int = 0,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Writes a random-initialised LlamaForCausalLM and its tokenizer to ``output_dir``
     (and ``model.gguf`` with ``gguf=True``). Returns a description of what was written."""
@@ -107,6 +118,9 @@ def make_tiny_model(
         rope_theta=10000.0,
     )
     model = LlamaForCausalLM(cfg)
+    copy_info = None
+    if copy_steps > 0:
+        copy_info = train_copy_task(model, tok, copy_steps, seed=config.seed, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -117,9 +131,110 @@ def make_tiny_model(
         "config": asdict(config),
         "tokenizer_from": str(tokenizer_from) if tokenizer_from else None,
     }
+    if copy_info is not None:
+        info["copy_task"] = copy_info
+        write_copy_task_files(out)
     if gguf:
         from bdnsca.gguf_writer import write_llama_gguf
 
         info["gguf"] = str(write_llama_gguf(model, tok, out / "model.gguf"))
     (out / "bdnsca_tiny_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _copy_example(tok, text: str | list[int]) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids + EOS) for a text or a token list. The text follows a space in
+    both places, so its tokens are the same in the prompt and in the answer: an exact copy."""
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    body = list(text) if isinstance(text, list) else enc(" " + text)
+    return [tok.bos_token_id, *enc(COPY_PREFIX), *body, *enc(COPY_SUFFIX)], [*body, tok.eos_token_id]
+
+
+def train_copy_task(
+    model, tok, steps: int, *, seed: int = 0, batch_size: int = 32, lr: float = 2e-3, progress: Any = None
+) -> dict[str, Any]:
+    """Trains ``model`` in place to answer ``copy_prompt(text)`` with ``text``: a model that copies
+    from its prompt, the case prompt-lookup decoding is for. Texts are word sequences drawn from the
+    bundled retrieval corpus and queries, random words, and random tokens (so it must copy rather
+    than recall); the serving references' sentences stay held out for the demo. On CPU, at hidden
+    size 128, about 0.2 s a step; 1,500 steps learn to copy. Returns the loss curve and the
+    held-out exact-copy rate."""
+    import random
+
+    import torch
+
+    from bdnsca.npcworld import world
+
+    w = world()
+    held = [r["reference_response"] for r in w["serving_references.jsonl"]]
+    texts = [d["text"] for d in w["retrieval_corpus_wide.jsonl"]] + [
+        q["query"] for q in w["retrieval_gold_wide.jsonl"]
+    ]
+    words = sorted({x for t in [*texts, *held] for x in t.split()})
+    special = set(tok.all_special_ids)
+    ordinary = [i for i in range(len(tok)) if i not in special]
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+
+    def sample() -> str | list[int]:
+        r = rng.random()
+        if r < 0.25:  # random tokens: every embedding learns to be copied
+            return [rng.choice(ordinary) for _ in range(rng.randint(4, 60))]
+        if r < 0.6:  # random words, the held-out texts' words included (not their sentences)
+            return " ".join(rng.choice(words) for _ in range(rng.randint(4, 40)))
+        seq = rng.choice(texts).split()
+        i = rng.randint(0, max(0, len(seq) - 4))
+        return " ".join(seq[i : i + rng.randint(4, 50)])
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    pad = tok.pad_token_id
+    curve = []
+    model.train()
+    for step in range(steps):
+        batch = [_copy_example(tok, sample()) for _ in range(batch_size)]
+        width = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((batch_size, width), pad)
+        labels = torch.full((batch_size, width), -100)
+        mask = torch.zeros((batch_size, width), dtype=torch.long)
+        for i, (p, a) in enumerate(batch):
+            seq = p + a
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+            labels[i, len(p) : len(seq)] = torch.tensor(a)  # loss on the answer only
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            curve.append({"step": step, "loss": round(loss.item(), 5)})
+        if progress:
+            progress(step + 1, steps)
+    model.eval()
+    exact = 0
+    with torch.no_grad():
+        for text in held:
+            p, a = _copy_example(tok, text)
+            out = model.generate(torch.tensor([p]), max_new_tokens=len(a), do_sample=False, pad_token_id=pad)
+            exact += out[0, len(p) :].tolist() == a
+    return {"steps": steps, "loss_curve": curve, "held_out_exact_copy_rate": exact / len(held)}
+
+
+def write_copy_task_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """copy_prompts.jsonl / copy_references.jsonl in ``folder``: the bundled serving references as
+    copy-task prompts (held out from training), for ``serve-bench --prompts/--references``."""
+    from bdnsca.io import write_jsonl
+    from bdnsca.npcworld import world
+
+    refs = world()["serving_references.jsonl"]
+    folder = Path(folder)
+    prompts = [
+        {"prompt_id": r["prompt_id"], "prompt": copy_prompt(r["reference_response"]), "domain": r["domain"]}
+        for r in refs
+    ]
+    answers = [{"prompt_id": r["prompt_id"], "reference_response": r["reference_response"]} for r in refs]
+    write_jsonl(folder / "copy_prompts.jsonl", prompts)
+    write_jsonl(folder / "copy_references.jsonl", answers)
+    return folder / "copy_prompts.jsonl", folder / "copy_references.jsonl"
