@@ -5,7 +5,7 @@ greedy identity, through ``serve-bench`` itself.
     python benches/bench_speculative.py [--model runs/copy-model/model.gguf] [--repeats 3]
 
 Without --model it trains one first (``bdnsca tiny-model --copy-steps 1500 --hidden-size 128``,
-about 5 minutes on 2 CPU cores; reused from runs/copy-model on later runs). Any GGUF works with
+about 8 minutes on 2 CPU cores; reused from runs/copy-model on later runs). Any GGUF works with
 --model, with prompts of your own (--prompts/--references).
 """
 

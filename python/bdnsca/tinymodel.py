@@ -157,7 +157,7 @@ def train_copy_task(
     from its prompt, the case prompt-lookup decoding is for. Texts are word sequences drawn from the
     bundled retrieval corpus and queries, random words, and random tokens (so it must copy rather
     than recall); the serving references' sentences stay held out for the demo. On CPU, at hidden
-    size 128, about 0.2 s a step; 1,500 steps learn to copy. Returns the loss curve and the
+    size 128, about 0.3 s a step; 1,500 steps learn to copy (loss ~0.2). Returns the loss curve and the
     held-out exact-copy rate."""
     import random
 
