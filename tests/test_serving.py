@@ -25,6 +25,7 @@ from bdnsca.serving import (
     run_serve_bench,
     timing_stats,
 )
+from conftest import SHARED
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROMPTS = DATA / "serving_prompts.jsonl"
@@ -299,3 +300,13 @@ def test_embedding_quality(models, tmp_path):
     )  # fmt: skip
     q = run_serve_bench(s).summary["configs"][0]["quality"]
     assert 0 <= q["embedding"] <= 1 and q["score"] == q["embedding"]
+
+
+def test_reads_the_playbook_serving_files():
+    shared = SHARED / "npc-ai"
+    if not (shared / "serving_prompts_wide.jsonl").exists():
+        pytest.skip("../shared/data/npc-ai is not here")
+    prompts = read_prompts(shared / "serving_prompts_wide.jsonl")
+    refs = read_references(shared / "serving_references_wide.jsonl")
+    assert len(prompts) == 48 and {p.prompt_id for p in prompts} == set(refs)
+    assert all(p.domain for p in prompts)

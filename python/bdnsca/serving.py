@@ -424,8 +424,16 @@ def run_request(
     if recorder is not None:
         recorder.start(len(prompt_tokens))
     llm.reset()
+    # With a draft model llama-cpp-python keeps logits for every evaluated token (verification
+    # needs them); the prompt needs only its last token's, as any server computes it. Without
+    # this, speculative configurations would pay for prompt-wide logits in their TTFT.
+    logits_all = llm._logits_all
+    llm._logits_all = False
     t0 = time.perf_counter()
-    llm.eval(prompt_tokens)  # prompt processing; generate() then samples from these logits
+    try:
+        llm.eval(prompt_tokens)  # prompt processing; generate() then samples from these logits
+    finally:
+        llm._logits_all = logits_all
     t_prompt = time.perf_counter()
     gen = llm.generate(
         prompt_tokens,
