@@ -217,10 +217,11 @@ def test_cli_end_to_end_every_mode(models, tmp_path):
 def test_same_inputs_and_seed_same_outputs(models, tmp_path):
     target = str(models / "target" / "model.gguf")
 
-    def texts(root):
+    def texts(root, order="interleaved"):
         s = ServeBenchSettings(
-            models=[target], speculative=[SpecMode("none")], prompts=str(PROMPTS), references=str(REFERENCES),
-            max_tokens=12, repeats=1, limit=4, temperature=0.8, seed=7, bootstrap=0, output_root=str(root),
+            models=[target], speculative=[SpecMode("none"), SpecMode("prompt-lookup", 3)],
+            prompts=str(PROMPTS), references=str(REFERENCES), max_tokens=12, repeats=2, limit=4,
+            temperature=0.8, seed=7, bootstrap=0, output_root=str(root), order=order,
         )  # fmt: skip
         res = run_serve_bench(s)
         rows = (res.output_dir / "requests.jsonl").read_text().splitlines()
@@ -229,6 +230,9 @@ def test_same_inputs_and_seed_same_outputs(models, tmp_path):
     a, summary = texts(tmp_path / "a")
     b, _ = texts(tmp_path / "b")
     assert a == b
+    # the order requests run in changes no output
+    c, _ = texts(tmp_path / "c", order="sequential")
+    assert c == a
     assert summary["configs"][0]["greedy_identity_rate"] is None  # not greedy at temperature 0.8
 
 

@@ -612,6 +612,14 @@ def tiny_model_cmd(
 @click.option("--limit", default=None, type=int, help="Use only the first N prompts.")
 @click.option("--bootstrap", default=1000, show_default=True, type=int, help="Bootstrap resamples for CIs.")
 @click.option(
+    "--order",
+    default="interleaved",
+    show_default=True,
+    type=click.Choice(["interleaved", "sequential"]),
+    help="interleaved: all configurations loaded, each prompt run across them in rotating order (drift "
+    "hits all alike); sequential: one configuration loaded at a time (less memory).",
+)
+@click.option(
     "--output-root", default="artifacts/serving", show_default=True, type=click.Path(file_okay=False)
 )
 def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:

@@ -15,7 +15,9 @@ that (the greedy identity rate), since batched and single-token evaluation round
 
 Timing is taken around llama.cpp's own calls in this process: no HTTP server, no tokeniser round
 trips in the measured span. Each request starts from an empty KV cache (no prompt reuse between
-requests), after one unmeasured warm-up request per configuration.
+requests), after one unmeasured warm-up request per configuration. By default every configuration
+stays loaded and each prompt x repeat runs across all of them in rotating order, so that drift in
+the machine's speed (frequent on shared machines) does not favour whichever ran first.
 """
 
 from __future__ import annotations
@@ -326,6 +328,7 @@ class ServeBenchSettings:
     strict: bool = False
     limit: int | None = None
     bootstrap: int = 1000
+    order: str = "interleaved"
     output_root: str = "artifacts/serving"
 
     def validate(self) -> None:
@@ -350,6 +353,8 @@ class ServeBenchSettings:
             )
         if self.bootstrap < 0:
             raise BdnscaError("--bootstrap must be >= 0")
+        if self.order not in ("interleaved", "sequential"):
+            raise BdnscaError(f"--order must be interleaved or sequential, got {self.order!r}")
 
 
 @dataclass
@@ -684,65 +689,122 @@ def _settings_dict(settings: ServeBenchSettings, argv: Sequence[str] | None) -> 
     return d
 
 
+@dataclass
+class _Loaded:
+    """One configuration, ready to serve."""
+
+    config: Config
+    llm: Any
+    recorder: DraftRecorder | None
+    extra: Any
+    tokenized: list[list[int]]
+
+    def close(self) -> None:
+        for obj in (self.llm, self.extra):
+            if obj is not None:
+                with contextlib.suppress(Exception):
+                    obj.close()
+
+
+def _open(c: Config, prompts: list[Prompt], settings: ServeBenchSettings) -> _Loaded:
+    drafter, extra = (None, None) if c.spec.kind == "none" else _drafter_for(c.spec, settings)
+    recorder = DraftRecorder(drafter) if drafter is not None else None
+    try:
+        llm = _load_llama(c.model, settings, draft_model=recorder)
+    except BaseException:
+        if extra is not None:
+            extra.close()
+        raise
+    loaded = _Loaded(c, llm, recorder, extra, [])
+    try:
+        for p in prompts:
+            toks = llm.tokenize(p.prompt.encode("utf-8"), add_bos=True, special=False)
+            if len(toks) + settings.max_tokens + 1 > settings.n_ctx:
+                raise BdnscaError(
+                    f"prompt {p.prompt_id!r} has {len(toks)} tokens: with --max-tokens "
+                    f"{settings.max_tokens} it does not fit --n-ctx {settings.n_ctx}"
+                )
+            loaded.tokenized.append(toks)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded
+
+
+def _row(c: Config, p: Prompt, r: int, res: RequestResult) -> dict[str, Any]:
+    return {
+        "config": c.name,
+        "model": c.model_label,
+        "speculative": c.speculative,
+        "prompt_id": p.prompt_id,
+        "domain": p.domain,
+        "repeat": r,
+        "n_prompt_tokens": res.n_prompt_tokens,
+        "n_generated_tokens": len(res.tokens),
+        "prompt_ms": res.prompt_ms,
+        "ttft_ms": res.ttft_ms,
+        "total_ms": res.total_ms,
+        "decode_tokens_per_s": res.decode_tokens_per_s,
+        "draft_tokens_proposed": res.proposed,
+        "draft_tokens_accepted": res.accepted,
+        "stop": res.stop,
+        "text": res.text,
+    }
+
+
 def _generate_all(configs, prompts, settings, progress):
+    """Runs every request. ``interleaved`` (the default) keeps every configuration loaded and
+    runs each prompt x repeat across all of them in a rotating order, so that drift in the
+    machine's speed falls on every configuration alike; ``sequential`` loads one at a time (for
+    models that do not fit in memory together)."""
     total = len(configs) * (1 + len(prompts) * settings.repeats)
     done = 0
-    rows: list[dict[str, Any]] = []
-    per_config: dict[str, list[dict[str, Any]]] = {}
-    for c in configs:
-        drafter, extra = (None, None) if c.spec.kind == "none" else _drafter_for(c.spec, settings)
-        recorder = DraftRecorder(drafter) if drafter is not None else None
-        llm = _load_llama(c.model, settings, draft_model=recorder)
+    per_config: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configs}
+    order: list[dict[str, Any]] = []
+
+    def request(lo: _Loaded, i: int, r: int) -> None:
+        nonlocal done
+        res = run_request(lo.llm, lo.tokenized[i], settings, lo.recorder, settings.seed + r * 100_003 + i)
+        row = _row(lo.config, prompts[i], r, res)
+        per_config[lo.config.name].append(row)
+        order.append(row)
+        done += 1
+        if progress:
+            progress(done, total, lo.config.name)
+
+    def warm_up(lo: _Loaded) -> None:
+        nonlocal done
+        run_request(lo.llm, lo.tokenized[0], settings, lo.recorder, settings.seed)  # not measured
+        done += 1
+        if progress:
+            progress(done, total, lo.config.name)
+
+    cells = [(i, r) for r in range(settings.repeats) for i in range(len(prompts))]
+    if settings.order == "sequential":
+        for c in configs:
+            lo = _open(c, prompts, settings)
+            try:
+                warm_up(lo)
+                for i, r in cells:
+                    request(lo, i, r)
+            finally:
+                lo.close()
+    else:
+        loaded: list[_Loaded] = []
         try:
-            tokenized = []
-            for p in prompts:
-                toks = llm.tokenize(p.prompt.encode("utf-8"), add_bos=True, special=False)
-                if len(toks) + settings.max_tokens + 1 > settings.n_ctx:
-                    raise BdnscaError(
-                        f"prompt {p.prompt_id!r} has {len(toks)} tokens: with --max-tokens "
-                        f"{settings.max_tokens} it does not fit --n-ctx {settings.n_ctx}"
-                    )
-                tokenized.append(toks)
-            # One unmeasured warm-up request.
-            run_request(llm, tokenized[0], settings, recorder, settings.seed)
-            done += 1
-            if progress:
-                progress(done, total, c.name)
-            mine = []
-            for r in range(settings.repeats):
-                for i, (p, toks) in enumerate(zip(prompts, tokenized, strict=True)):
-                    seed = settings.seed + r * 100_003 + i
-                    res = run_request(llm, toks, settings, recorder, seed)
-                    row = {
-                        "config": c.name,
-                        "model": c.model_label,
-                        "speculative": c.speculative,
-                        "prompt_id": p.prompt_id,
-                        "domain": p.domain,
-                        "repeat": r,
-                        "n_prompt_tokens": res.n_prompt_tokens,
-                        "n_generated_tokens": len(res.tokens),
-                        "prompt_ms": res.prompt_ms,
-                        "ttft_ms": res.ttft_ms,
-                        "total_ms": res.total_ms,
-                        "decode_tokens_per_s": res.decode_tokens_per_s,
-                        "draft_tokens_proposed": res.proposed,
-                        "draft_tokens_accepted": res.accepted,
-                        "stop": res.stop,
-                        "text": res.text,
-                    }
-                    mine.append(row)
-                    rows.append(row)
-                    done += 1
-                    if progress:
-                        progress(done, total, c.name)
-            per_config[c.name] = mine
+            for c in configs:
+                loaded.append(_open(c, prompts, settings))
+            for lo in loaded:
+                warm_up(lo)
+            for k, (i, r) in enumerate(cells):
+                for j in range(len(loaded)):
+                    request(loaded[(k + j) % len(loaded)], i, r)
         finally:
-            with contextlib.suppress(Exception):
-                llm.close()
-            if extra is not None:
-                with contextlib.suppress(Exception):
-                    extra.close()
+            for lo in loaded:
+                lo.close()
+    rows = [row for c in configs for row in per_config[c.name]]
+    for n, row in enumerate(order):
+        row["sequence"] = n  # the order the requests ran in
     return rows, per_config
 
 
