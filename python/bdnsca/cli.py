@@ -640,28 +640,26 @@ def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
             bar.update(task, completed=done, total=total, description=name)
 
         result = run_serve_bench(settings, progress=tick, argv=["bdnsca", *sys.argv[1:]])
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="serve-bench")
-    for col in (
-        "config",
-        "latency ms",
-        "TTFT ms",
-        "decode tok/s",
-        "accept",
-        "quality",
-        "Pareto",
-        "ratio",
-        "identity",
-    ):
-        table.add_column(col)
+    table = Table(
+        title="serve-bench",
+        caption="latency, TTFT: mean ms; tok/s: mean decode; front: on the Pareto frontier; "
+        "ident: greedy identity with plain decoding",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("config", overflow="fold", min_width=22)
+    for col in ("latency", "TTFT", "tok/s", "accept", "quality", "front", "ratio", "ident"):
+        table.add_column(col, justify="right", overflow="fold")
     for e in result.summary["configs"]:
         acc, ident = e["acceptance_rate"], e["greedy_identity_rate"]
         table.add_row(
             e["name"],
             f"{e['total_ms']['mean']:.1f}",
             f"{e['ttft_ms']['mean']:.1f}",
-            "-" if e["decode_tokens_per_s"]["mean"] is None else f"{e['decode_tokens_per_s']['mean']:.1f}",
+            "-" if e["decode_tokens_per_s"]["mean"] is None else f"{e['decode_tokens_per_s']['mean']:.0f}",
             "-" if acc is None else f"{acc:.2f}",
             f"{e['quality']['score']:.3f}",
             "yes" if e["pareto_optimal"] else "",
