@@ -351,30 +351,27 @@ fn sweep_2d<W: Width>(space: &Space<W>, survivors: Vec<(f64, usize)>) -> Vec<usi
 
 /// Other d: visit rows by (key, then lexicographic order), so that a row's
 /// dominators all come before it, and keep those no frontier row dominates.
-fn sort_filter<W: Width>(space: &Space<W>, survivors: Vec<(f64, usize)>) -> Vec<usize> {
+fn sort_filter<W: Width>(space: &Space<W>, mut survivors: Vec<(f64, usize)>) -> Vec<usize> {
     let d = space.w.get();
-    let mut rows: Vec<(f64, usize, Vec<f64>)> = survivors
-        .into_iter()
-        .map(|(k, i)| {
-            let mut r = vec![0.0; d];
-            space.signed(space.row(i), &mut r);
-            (k, i, r)
-        })
-        .collect();
-    rows.sort_unstable_by(|a, b| {
+    let signed = |i: usize, j: usize| space.points[i * d + j] * space.sign[j] + 0.0;
+    survivors.sort_unstable_by(|a, b| {
         a.0.total_cmp(&b.0).then_with(|| {
-            a.2.iter()
-                .zip(&b.2)
-                .map(|(x, y)| x.total_cmp(y))
+            (0..d)
+                .map(|j| signed(a.1, j).total_cmp(&signed(b.1, j)))
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
     });
+    // The signed rows, gathered once in visiting order.
+    let mut rows = vec![0.0; survivors.len() * d];
+    for (r, &(_, i)) in rows.chunks_exact_mut(d).zip(&survivors) {
+        space.signed(space.row(i), r);
+    }
     let mut frontier: Vec<f64> = Vec::new();
     let mut out = Vec::new();
-    for (_, i, r) in rows {
-        if !frontier.chunks_exact(d).any(|f| dominates(space.w, f, &r)) {
-            frontier.extend_from_slice(&r);
+    for (r, &(_, i)) in rows.chunks_exact(d).zip(&survivors) {
+        if !frontier.chunks_exact(d).any(|f| dominates(space.w, f, r)) {
+            frontier.extend_from_slice(r);
             out.push(i);
         }
     }
