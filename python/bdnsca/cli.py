@@ -633,13 +633,21 @@ def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
     )
     settings.validate()
     con = _console()
-    with _progress() as bar:
-        task = bar.add_task("serve-bench", total=None)
+    # The bar starts with the first request: input errors come first, on a clean line.
+    bar = _progress()
+    task = None
 
-        def tick(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, description=name)
+    def tick(done: int, total: int, name: str) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(name, total=total)
+        bar.update(task, completed=done, total=total, description=name)
 
+    try:
         result = run_serve_bench(settings, progress=tick, argv=["bdnsca", *sys.argv[1:]])
+    finally:
+        bar.stop()
     from rich import box
     from rich.table import Table
 
