@@ -135,13 +135,20 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    """A target and a smaller draft sharing its tokenizer, built as a user would (the CLI), and a
+    model with another vocabulary."""
     pytest.importorskip("torch")
     from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
 
     root = tmp_path_factory.mktemp("serving-models")
-    make_tiny_model(root / "target", TinyModelConfig(layers=2, hidden_size=64), gguf=True)
-    small = TinyModelConfig(layers=1, hidden_size=32, seed=1)
-    make_tiny_model(root / "draft", small, tokenizer_from=root / "target", gguf=True)
+    for args in (
+        ["--output-dir", root / "target", "--layers", "2", "--hidden-size", "64", "--gguf"],
+        ["--output-dir", root / "draft", "--layers", "1", "--hidden-size", "32", "--seed", "1",
+         "--tokenizer-from", root / "target", "--gguf"],
+    ):  # fmt: skip
+        cmd = [sys.executable, "-m", "bdnsca.cli", "tiny-model", *map(str, args)]
+        r = subprocess.run(cmd, capture_output=True)
+        assert r.returncode == 0, r.stderr.decode()
     make_tiny_model(root / "other", TinyModelConfig(layers=1, hidden_size=32, vocab_size=600), gguf=True)
     return root
 
