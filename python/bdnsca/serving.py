@@ -273,6 +273,39 @@ def _silenced_llama_log():
         llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
+def chat_template(path: str | os.PathLike[str]) -> str:
+    """The chat template a GGUF carries (``tokenizer.chat_template``), or a clear error."""
+    import llama_cpp
+
+    with _silenced_llama_log():
+        llm = llama_cpp.Llama(str(path), vocab_only=True, n_ctx=16, verbose=False)
+    template = llm.metadata.get("tokenizer.chat_template")
+    with contextlib.suppress(Exception):
+        llm.close()
+    if not template:
+        raise BdnscaError(
+            f"model {path} has no chat template in its GGUF (tokenizer.chat_template): drop --chat"
+        )
+    return template
+
+
+def chat_tokens(llm: Any, text: str) -> list[int]:
+    """``text`` as one user turn in the model's own chat template, with the generation prompt
+    appended, tokenised with special tokens parsed (BOS added only if the template does not)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise BdnscaError(f"model {llm.model_path} has no chat template: drop --chat")
+    bos = llm._model.token_get_text(llm.token_bos())
+    eos = llm._model.token_get_text(llm.token_eos())
+    rendered = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(
+        messages=[{"role": "user", "content": text}]
+    ).prompt
+    add_bos = not rendered.startswith(bos)
+    return llm.tokenize(rendered.encode("utf-8"), add_bos=add_bos, special=True)
+
+
 def check_same_vocabulary(target: str | os.PathLike[str], draft: str | os.PathLike[str]) -> None:
     """Raises when ``draft`` does not tokenise exactly as ``target`` (size, special ids, every
     token's text): drafts from another vocabulary are meaningless to the target."""
@@ -329,6 +362,7 @@ class ServeBenchSettings:
     limit: int | None = None
     bootstrap: int = 1000
     order: str = "interleaved"
+    chat: bool = False
     output_root: str = "artifacts/serving"
 
     def validate(self) -> None:
@@ -628,6 +662,9 @@ def run_serve_bench(
         if spec.kind == "draft":
             for m in settings.models:
                 check_same_vocabulary(m, spec.draft_path)
+    if settings.chat:
+        for m in settings.models:
+            chat_template(m)
     configs = build_configs(settings)
     model_files = sorted({*settings.models, *(s.draft_path for s in settings.speculative if s.draft_path)})
     models_info = [
@@ -718,7 +755,10 @@ def _open(c: Config, prompts: list[Prompt], settings: ServeBenchSettings) -> _Lo
     loaded = _Loaded(c, llm, recorder, extra, [])
     try:
         for p in prompts:
-            toks = llm.tokenize(p.prompt.encode("utf-8"), add_bos=True, special=False)
+            if settings.chat:
+                toks = chat_tokens(llm, p.prompt)
+            else:
+                toks = llm.tokenize(p.prompt.encode("utf-8"), add_bos=True, special=False)
             if len(toks) + settings.max_tokens + 1 > settings.n_ctx:
                 raise BdnscaError(
                     f"prompt {p.prompt_id!r} has {len(toks)} tokens: with --max-tokens "
