@@ -637,7 +637,6 @@ def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
     settings = ServeBenchSettings(
         models=_csv(models), speculative=parse_speculative(speculative), quality=metrics, **kwargs
     )
-    settings.validate()
     con = _console()
     # The bar starts with the first request: input errors come first, on a clean line.
     bar = _progress()

@@ -139,7 +139,7 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
             yield lineno, obj
 
 
-def _id_field(obj: dict[str, Any], names: tuple[str, ...], path: Path, lineno: int) -> str:
+def id_field(obj: dict[str, Any], names: tuple[str, ...], path: Path, lineno: int) -> str:
     for name in names:
         if name in obj and obj[name] is not None:
             value = obj[name]
@@ -179,7 +179,7 @@ def read_corpus(path: str | os.PathLike[str], *, dedupe: bool = False) -> Corpus
     seen: dict[str, int] = {}
     dropped = 0
     for lineno, obj in iter_jsonl(path):
-        doc_id = _id_field(obj, ("doc_id", "_id", "id"), path, lineno)
+        doc_id = id_field(obj, ("doc_id", "_id", "id"), path, lineno)
         text = _text_field(obj, "text", path, lineno)
         title = _text_field(obj, "title", path, lineno, required=False)
         if doc_id in seen:
@@ -247,7 +247,7 @@ def read_queries(path: str | os.PathLike[str]) -> list[Query]:
     queries: list[Query] = []
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
-        qid = _id_field(obj, ("query_id", "_id", "qid", "id"), path, lineno)
+        qid = id_field(obj, ("query_id", "_id", "qid", "id"), path, lineno)
         text = obj.get("query", obj.get("text"))
         if not isinstance(text, str):
             raise DataError(path, lineno, "missing field 'query' (or 'text')")
@@ -342,14 +342,14 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     run: Run = {}
     if path.suffix == ".jsonl":
         for lineno, obj in iter_jsonl(path):
-            qid = _id_field(obj, ("query_id", "qid"), path, lineno)
+            qid = id_field(obj, ("query_id", "qid"), path, lineno)
             results = obj.get("results")
             rows = results if isinstance(results, list) else [obj]
             bucket = run.setdefault(qid, {})
             for row in rows:
                 if not isinstance(row, dict):
                     raise DataError(path, lineno, "each entry of 'results' must be an object")
-                doc = _id_field(row, ("doc_id", "_id"), path, lineno)
+                doc = id_field(row, ("doc_id", "_id"), path, lineno)
                 score = row.get("score")
                 if isinstance(score, bool) or not isinstance(score, int | float):
                     raise DataError(path, lineno, f"field 'score' of {doc!r} must be a number")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import platform
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.io import file_sha256, iter_jsonl, write_json, write_jsonl
+from bdnsca.io import file_sha256, id_field, iter_jsonl, write_json, write_jsonl
 from bdnsca.quality import chrf, rouge_l
 
 QUALITY_METRICS = ("chrf", "rouge_l", "embedding")
@@ -116,10 +115,7 @@ def read_prompts(path: str | os.PathLike[str]) -> list[Prompt]:
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
-        pid = obj.get("prompt_id")
-        if not isinstance(pid, str | int) or isinstance(pid, bool) or str(pid) == "":
-            raise DataError(path, lineno, "missing field 'prompt_id'")
-        pid = str(pid)
+        pid = id_field(obj, ("prompt_id",), path, lineno)
         text = obj.get("prompt")
         if not isinstance(text, str) or not text.strip():
             raise DataError(path, lineno, f"prompt {pid!r}: missing or empty field 'prompt'")
@@ -139,10 +135,7 @@ def read_references(path: str | os.PathLike[str]) -> dict[str, str]:
     refs: dict[str, str] = {}
     lines: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path):
-        pid = obj.get("prompt_id")
-        if not isinstance(pid, str | int) or isinstance(pid, bool) or str(pid) == "":
-            raise DataError(path, lineno, "missing field 'prompt_id'")
-        pid = str(pid)
+        pid = id_field(obj, ("prompt_id",), path, lineno)
         text = obj.get("reference_response", obj.get("reference"))
         if not isinstance(text, str):
             raise DataError(path, lineno, f"prompt {pid!r}: missing field 'reference_response'")
@@ -1075,8 +1068,3 @@ def plot_frontier(summary: dict[str, Any], path: str | os.PathLike[str]) -> None
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
-
-
-def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
