@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bdnsca.errors import BdnscaError, DataError
+from bdnsca.frontier import frontier_ratio, pareto_frontier
 from bdnsca.io import file_sha256, id_field, iter_jsonl, write_json, write_jsonl
 from bdnsca.quality import chrf, rouge_l
 
@@ -932,8 +933,6 @@ def _summarise(configs, rows, per_config, prompts, references, settings, embedde
 
     lat = np.array([e["total_ms"]["mean"] for e in entries], dtype=np.float64)
     qual = np.array([e["quality"]["score"] for e in entries], dtype=np.float64)
-    from bdnsca.frontier import frontier_ratio, pareto_frontier
-
     on = set(pareto_frontier(np.column_stack([lat, qual]), [False, True]).tolist())
     ratios = frontier_ratio(lat, qual)
     for i, e in enumerate(entries):
