@@ -364,3 +364,25 @@ def test_chat_prompts_use_the_models_template(models, tmp_path):
     )  # fmt: skip
     with pytest.raises(BdnscaError, match="has no chat template in its GGUF"):
         run_serve_bench(s)
+
+
+@pytest.mark.slow
+def test_configurations_are_the_cross_product_of_models_and_modes(models, tmp_path):
+    target, draft = str(models / "target" / "model.gguf"), str(models / "draft" / "model.gguf")
+    s = ServeBenchSettings(
+        models=[target, draft], speculative=parse_speculative("none,prompt-lookup:3"), prompts=str(PROMPTS),
+        references=str(REFERENCES), max_tokens=6, repeats=1, limit=3, bootstrap=50,
+        output_root=str(tmp_path / "out"),
+    )  # fmt: skip
+    summary = run_serve_bench(s).summary
+    assert [c["name"] for c in summary["configs"]] == [
+        "target/model|none", "target/model|prompt-lookup:3",
+        "draft/model|none", "draft/model|prompt-lookup:3",
+    ]  # fmt: skip
+    # each speculative configuration is compared with plain decoding of its own model
+    for c in summary["configs"]:
+        assert c["greedy_identity_rate"] is not None
+        is_reference = c.get("greedy_identity_note") == "the reference for this model"
+        assert is_reference == (c["speculative"] == "none")
+    assert summary["requests"] == 4 * 3
+    assert {m["path"] for m in summary["models"]} == {str(Path(target).resolve()), str(Path(draft).resolve())}
