@@ -39,7 +39,7 @@ import numpy as np
 
 from bdnsca.errors import BdnscaError, DataError
 from bdnsca.frontier import frontier_ratio, pareto_frontier
-from bdnsca.io import file_sha256, id_field, iter_jsonl, write_json, write_jsonl
+from bdnsca.io import file_sha256, id_field, iter_jsonl, umask_mode, write_json, write_jsonl
 from bdnsca.quality import chrf, rouge_l
 
 QUALITY_METRICS = ("chrf", "rouge_l", "embedding")
@@ -249,8 +249,9 @@ class DraftModelDecoding:
 
 
 @contextlib.contextmanager
-def _silenced_llama_log():
-    """llama.cpp's log muted (a vocabulary-only load warns about a context it never uses)."""
+def _vocab_only(path: str | os.PathLike[str]):
+    """A vocabulary-only ``Llama`` for ``path`` (no weights), closed afterwards. llama.cpp's log
+    is muted while it loads: it warns about a context it never uses."""
     import ctypes
 
     import llama_cpp
@@ -262,20 +263,20 @@ def _silenced_llama_log():
 
     llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
     try:
-        yield
+        llm = llama_cpp.Llama(str(path), vocab_only=True, n_ctx=16, verbose=False)
     finally:
         llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    try:
+        yield llm
+    finally:
+        with contextlib.suppress(Exception):
+            llm.close()
 
 
 def chat_template(path: str | os.PathLike[str]) -> str:
     """The chat template a GGUF carries (``tokenizer.chat_template``), or a clear error."""
-    import llama_cpp
-
-    with _silenced_llama_log():
-        llm = llama_cpp.Llama(str(path), vocab_only=True, n_ctx=16, verbose=False)
-    template = llm.metadata.get("tokenizer.chat_template")
-    with contextlib.suppress(Exception):
-        llm.close()
+    with _vocab_only(path) as llm:
+        template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         raise BdnscaError(
             f"model {path} has no chat template in its GGUF (tokenizer.chat_template): drop --chat"
@@ -303,17 +304,11 @@ def chat_tokens(llm: Any, text: str) -> list[int]:
 def check_same_vocabulary(target: str | os.PathLike[str], draft: str | os.PathLike[str]) -> None:
     """Raises when ``draft`` does not tokenise exactly as ``target`` (size, special ids, every
     token's text): drafts from another vocabulary are meaningless to the target."""
-    import llama_cpp
 
     def vocab(path):
-        with _silenced_llama_log():
-            llm = llama_cpp.Llama(str(path), vocab_only=True, n_ctx=16, verbose=False)
-        model = llm._model
-        texts = [model.token_get_text(i) for i in range(llm.n_vocab())]
-        out = (llm.n_vocab(), llm.token_bos(), llm.token_eos(), texts)
-        with contextlib.suppress(Exception):
-            llm.close()
-        return out
+        with _vocab_only(path) as llm:
+            texts = [llm._model.token_get_text(i) for i in range(llm.n_vocab())]
+            return llm.n_vocab(), llm.token_bos(), llm.token_eos(), texts
 
     t, d = vocab(target), vocab(draft)
     if t[0] != d[0]:
@@ -671,9 +666,7 @@ def run_serve_bench(
     stamp = _utc_stamp()
     # Everything is written into a hidden folder, renamed into place only when complete.
     work = Path(tempfile.mkdtemp(prefix=f".{stamp}.", suffix=".partial", dir=root))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(work, 0o777 & ~umask)
+    os.chmod(work, umask_mode(0o777))
     try:
         rows, per_config = _generate_all(configs, prompts, settings, progress)
         summary = _summarise(
