@@ -44,8 +44,8 @@ def make_world(n_docs: int, n_queries: int, seed: int = 0):
 
 
 def run_ours(texts, domains, queries, targets, args):
-    from bdnsca.io import Corpus, Document, Query
-    from bdnsca.mining import mine_hard_negatives
+    from bdnsca.data.io import Corpus, Document, Query
+    from bdnsca.retrieval.mining import mine_hard_negatives
 
     corpus = Corpus(
         [Document(str(i), t, "", {"domain": d}) for i, (t, d) in enumerate(zip(texts, domains, strict=True))]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bdnsca.serving import ServeBenchSettings, parse_speculative, run_serve_bench
+from bdnsca.serve.bench import ServeBenchSettings, parse_speculative, run_serve_bench
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     if model is None:
         model = str(folder / "model.gguf")
         if not Path(model).exists():
-            from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+            from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
             print(f"training a copy-task model ({args.copy_steps} steps) into {folder} ...", flush=True)
             info = make_tiny_model(

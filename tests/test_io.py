@@ -7,7 +7,7 @@ import json
 import pytest
 
 import bdnsca
-from bdnsca import io
+from bdnsca.data import io
 
 
 def write(path, text):

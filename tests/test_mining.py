@@ -12,8 +12,8 @@ import sys
 import pytest
 
 import bdnsca
-from bdnsca.io import Corpus, Document, Query
-from bdnsca.mining import MiningSettings, default_output_paths, mine_hard_negatives
+from bdnsca.data.io import Corpus, Document, Query
+from bdnsca.retrieval.mining import MiningSettings, default_output_paths, mine_hard_negatives
 from conftest import DATA, SHARED
 
 

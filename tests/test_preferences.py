@@ -11,8 +11,8 @@ import sys
 import pytest
 
 import bdnsca
-from bdnsca.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa, weighted_kappa
-from bdnsca.preferences import PreferenceSettings, build_preferences, normalise_score
+from bdnsca.prefs.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa, weighted_kappa
+from bdnsca.prefs.build import PreferenceSettings, build_preferences, normalise_score
 from conftest import SHARED
 
 ARMS = ["target", "base_a", "base_b"]

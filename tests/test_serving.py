@@ -14,7 +14,7 @@ import pytest
 
 import bdnsca
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.serving import (
+from bdnsca.serve.bench import (
     DraftRecorder,
     ServeBenchSettings,
     SpecMode,
@@ -138,7 +138,7 @@ def models(tmp_path_factory):
     """A target and a smaller draft sharing its tokenizer, built as a user would (the CLI), and a
     model with another vocabulary."""
     pytest.importorskip("torch")
-    from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
     root = tmp_path_factory.mktemp("serving-models")
     for args in (
@@ -338,7 +338,7 @@ def test_a_scorer_that_cannot_run_fails_before_generating(models, tmp_path, monk
 
 @pytest.mark.slow
 def test_chat_prompts_use_the_models_template(models, tmp_path):
-    from bdnsca.serving import chat_template, chat_tokens
+    from bdnsca.serve.bench import chat_template, chat_tokens
 
     target = str(models / "target" / "model.gguf")
     assert "<|assistant|>" in chat_template(target)
@@ -352,7 +352,7 @@ def test_chat_prompts_use_the_models_template(models, tmp_path):
     # a GGUF without a template: a clear error before anything runs
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from bdnsca.gguf_writer import write_llama_gguf
+    from bdnsca.train.gguf import write_llama_gguf
 
     tok = AutoTokenizer.from_pretrained(models / "target")
     tok.chat_template = None

@@ -54,7 +54,7 @@ def test_tiny_model_files_and_tokenizer(target):
 def test_draft_shares_the_vocabulary(target, tmp_path):
     from transformers import AutoTokenizer
 
-    from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
     info = make_tiny_model(tmp_path, TinyModelConfig(layers=1, hidden_size=32), tokenizer_from=target)
     assert (
@@ -65,7 +65,7 @@ def test_draft_shares_the_vocabulary(target, tmp_path):
 
 
 def test_same_seed_same_weights(tmp_path):
-    from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
     make_tiny_model(tmp_path / "a", TinyModelConfig(seed=3))
     make_tiny_model(tmp_path / "b", TinyModelConfig(seed=3))
@@ -76,7 +76,7 @@ def test_same_seed_same_weights(tmp_path):
 
 def test_bad_shapes_are_errors(tmp_path):
     import bdnsca
-    from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
     with pytest.raises(bdnsca.BdnscaError, match="not divisible"):
         make_tiny_model(tmp_path, TinyModelConfig(hidden_size=30, heads=4))
@@ -101,7 +101,7 @@ def test_gguf_loads_in_llama_cpp_with_the_same_logits(target):
 
 
 def test_copy_task_training_runs_and_writes_demo_files(tmp_path):
-    from bdnsca.tinymodel import COPY_PREFIX, TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import COPY_PREFIX, TinyModelConfig, make_tiny_model
 
     out = tmp_path / "copy"
     info = make_tiny_model(out, TinyModelConfig(layers=1, hidden_size=32), copy_steps=4)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 import bdnsca
-from bdnsca.training import (
+from bdnsca.train.preference import (
     PreferenceTrainingConfig,
     load_preference_rows,
     lora_target_modules,
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
     out = tmp_path_factory.mktemp("tiny")
     make_tiny_model(out, TinyModelConfig(layers=2, hidden_size=32, heads=4, kv_heads=2, vocab_size=512))
@@ -35,7 +35,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prefs(tmp_path_factory):
     """Pairs drawn from the bundled world: the reference answer over a scrambled copy of it."""
-    from bdnsca.npcworld import world
+    from bdnsca.data.npcworld import world
 
     w = world()
     rng = random.Random(0)
@@ -145,7 +145,7 @@ def test_bad_dataset_rows(tmp_path, line, message):
 def test_merge_adapter(tiny, prefs, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from bdnsca.training import merge_adapter
+    from bdnsca.train.preference import merge_adapter
 
     train_preferences(config(tiny, prefs, tmp_path / "a", max_steps=4, eval_fraction=0.0))
     merge_adapter(str(tiny), str(tmp_path / "a"), str(tmp_path / "merged"))
@@ -178,7 +178,7 @@ def test_conversational_rows_train_with_the_chat_template(tiny, prefs, tmp_path)
 
 
 def test_failure_part_way_keeps_the_last_checkpoint_and_writes_no_adapter(tiny, prefs, tmp_path, monkeypatch):
-    from bdnsca import training
+    from bdnsca.train import preference as training
 
     def boom(self, *args, **kwargs):
         self.steps += 1

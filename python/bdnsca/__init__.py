@@ -4,8 +4,8 @@ this package re-exports them with typed Python around them."""
 
 from bdnsca._core import BM25, INDEX_FORMAT_VERSION, STOPWORDS_EN, Tokenizer
 from bdnsca.errors import BdnscaError, DataError, IndexFileError
-from bdnsca.frontier import frontier_ratio, pareto_frontier
-from bdnsca.io import (
+from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
+from bdnsca.data.io import (
     Corpus,
     Document,
     Query,
@@ -15,9 +15,9 @@ from bdnsca.io import (
     read_run,
     write_run,
 )
-from bdnsca.metrics import bootstrap_ci, evaluate
-from bdnsca.mining import MiningResult, MiningSettings, mine_hard_negatives
-from bdnsca.retrieval import build_index, search_run
+from bdnsca.eval.metrics import bootstrap_ci, evaluate
+from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
+from bdnsca.retrieval.bm25 import build_index, search_run
 
 __version__ = "0.1.0"
 

@@ -70,8 +70,8 @@ def cli() -> None:
 @click.option("--dedupe", is_flag=True, help="Drop documents whose id was seen before (else an error).")
 def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title, dedupe) -> None:
     """Build a BM25 index file from a corpus."""
-    from bdnsca.io import read_corpus
-    from bdnsca.retrieval import build_index, make_tokenizer
+    from bdnsca.data.io import read_corpus
+    from bdnsca.retrieval.bm25 import build_index, make_tokenizer
 
     con = _console()
     t0 = time.perf_counter()
@@ -113,8 +113,8 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title
 def search_cmd(index_path, queries, output, k, threads, tag) -> None:
     """Search an index with every query and write a run."""
     from bdnsca._core import BM25
-    from bdnsca.io import read_queries, write_run
-    from bdnsca.retrieval import search_run
+    from bdnsca.data.io import read_queries, write_run
+    from bdnsca.retrieval.bm25 import search_run
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
@@ -159,8 +159,8 @@ def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
 
     from rich.table import Table
 
-    from bdnsca.io import read_qrels, read_run, write_json
-    from bdnsca.metrics import bootstrap_ci, evaluate_matrix
+    from bdnsca.data.io import read_qrels, read_run, write_json
+    from bdnsca.eval.metrics import bootstrap_ci, evaluate_matrix
 
     names = _csv(metrics)
     if not names:
@@ -302,7 +302,7 @@ def mine_negatives_cmd(
     stemmer,
 ) -> None:
     """Mine hard negatives with BM25 (twins of positives kept out) and assemble reranker pairs."""
-    from bdnsca.mining import (
+    from bdnsca.retrieval.mining import (
         MiningSettings,
         default_output_paths,
         mine_hard_negatives,
@@ -419,7 +419,7 @@ def build_preferences_cmd(
     output_summary,
 ) -> None:
     """Build preference pairs (prompt, chosen, rejected) from a multi-rater evaluation run."""
-    from bdnsca.preferences import PreferenceSettings, build_preferences, parse_scale, write_preferences
+    from bdnsca.prefs.build import PreferenceSettings, build_preferences, parse_scale, write_preferences
 
     settings = PreferenceSettings(
         target_arm=target_arm,
@@ -489,7 +489,7 @@ def build_preferences_cmd(
 )
 def train_dpo_cmd(**kwargs) -> None:
     """Train a LoRA (QLoRA on CUDA) adapter with DPO, IPO, ORPO or SimPO."""
-    from bdnsca.training import PreferenceTrainingConfig, train_preferences
+    from bdnsca.train.preference import PreferenceTrainingConfig, train_preferences
 
     metrics = train_preferences(PreferenceTrainingConfig(**kwargs))
     con = _console()
@@ -511,7 +511,7 @@ def train_dpo_cmd(**kwargs) -> None:
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 def merge_adapter_cmd(base_model, adapter, output_dir) -> None:
     """Merge a LoRA adapter into the base model's full weights."""
-    from bdnsca.training import merge_adapter
+    from bdnsca.train.preference import merge_adapter
 
     _console().print(f"merged model written to {merge_adapter(base_model, adapter, output_dir)}")
 
@@ -539,7 +539,7 @@ def tiny_model_cmd(
     output_dir, layers, hidden_size, heads, vocab_size, tokenizer_from, seed, gguf, copy_steps
 ) -> None:
     """Build a small random-initialised Llama model and a tokenizer trained on the bundled text."""
-    from bdnsca.tinymodel import TinyModelConfig, make_tiny_model
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
 
     cfg = TinyModelConfig(
         layers=layers,
@@ -631,7 +631,7 @@ def tiny_model_cmd(
 def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
     """Serve GGUF models in-process with llama.cpp, with and without speculative decoding, and
     judge each configuration as a point on the quality-at-latency Pareto frontier."""
-    from bdnsca.serving import ServeBenchSettings, parse_speculative, run_serve_bench
+    from bdnsca.serve.bench import ServeBenchSettings, parse_speculative, run_serve_bench
 
     metrics = ["chrf", "rouge_l"] + [q for q in _csv(quality) if q not in ("chrf", "rouge_l")]
     settings = ServeBenchSettings(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.io import iter_jsonl, write_json
+from bdnsca.data.io import iter_jsonl, write_json
 
 LOSSES = ("dpo", "ipo", "orpo", "simpo")
 

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.frontier import frontier_ratio, pareto_frontier
-from bdnsca.io import file_sha256, id_field, iter_jsonl, umask_mode, write_json, write_jsonl
-from bdnsca.quality import chrf, rouge_l
+from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
+from bdnsca.data.io import file_sha256, id_field, iter_jsonl, umask_mode, write_json, write_jsonl
+from bdnsca.eval.quality import chrf, rouge_l
 
 QUALITY_METRICS = ("chrf", "rouge_l", "embedding")
 
@@ -644,7 +644,7 @@ def run_serve_bench(
     unused_refs = len(set(references) - {p.prompt_id for p in prompts})
     embedder = None
     if "embedding" in settings.quality:
-        from bdnsca.quality import EmbeddingScorer
+        from bdnsca.eval.quality import EmbeddingScorer
 
         embedder = EmbeddingScorer()
     for spec in settings.speculative:

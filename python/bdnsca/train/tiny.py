@@ -92,7 +92,7 @@ def make_tiny_model(
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from bdnsca.npcworld import bundled_texts
+    from bdnsca.data.npcworld import bundled_texts
 
     config = config or TinyModelConfig()
     config.validate()
@@ -135,7 +135,7 @@ def make_tiny_model(
         info["copy_task"] = copy_info
         write_copy_task_files(out)
     if gguf:
-        from bdnsca.gguf_writer import write_llama_gguf
+        from bdnsca.train.gguf import write_llama_gguf
 
         info["gguf"] = str(write_llama_gguf(model, tok, out / "model.gguf"))
     (out / "bdnsca_tiny_model.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -163,7 +163,7 @@ def train_copy_task(
 
     import torch
 
-    from bdnsca.npcworld import world
+    from bdnsca.data.npcworld import world
 
     w = world()
     held = [r["reference_response"] for r in w["serving_references.jsonl"]]
@@ -225,8 +225,8 @@ def train_copy_task(
 def write_copy_task_files(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     """copy_prompts.jsonl / copy_references.jsonl in ``folder``: the bundled serving references as
     copy-task prompts (held out from training), for ``serve-bench --prompts/--references``."""
-    from bdnsca.io import write_jsonl
-    from bdnsca.npcworld import world
+    from bdnsca.data.io import write_jsonl
+    from bdnsca.data.npcworld import world
 
     refs = world()["serving_references.jsonl"]
     folder = Path(folder)

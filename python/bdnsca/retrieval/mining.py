@@ -21,8 +21,8 @@ from typing import Any
 
 from bdnsca import _core
 from bdnsca.errors import BdnscaError
-from bdnsca.io import Corpus, Query, file_sha256, read_corpus, read_queries, write_json, write_jsonl
-from bdnsca.retrieval import make_tokenizer
+from bdnsca.data.io import Corpus, Query, file_sha256, read_corpus, read_queries, write_json, write_jsonl
+from bdnsca.retrieval.bm25 import make_tokenizer
 
 PAIR_FORMATS = ("pairwise", "triplet", "pointwise")
 

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bdnsca.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa
+from bdnsca.prefs.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.io import iter_jsonl, write_json, write_jsonl
+from bdnsca.data.io import iter_jsonl, write_json, write_jsonl
 
 AGGREGATES = ("mean", "median", "zscore")
 PAIRINGS = ("target-vs-baselines", "all-arms")

@@ -1,4 +1,4 @@
-"""BM25 retrieval over corpora read by :mod:`bdnsca.io`: index building and runs."""
+"""BM25 retrieval over corpora read by :mod:`bdnsca.data.io`: index building and runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from bdnsca._core import BM25, Tokenizer
 from bdnsca.errors import BdnscaError
-from bdnsca.io import Corpus, Query, Run
+from bdnsca.data.io import Corpus, Query, Run
 
 
 def make_tokenizer(
