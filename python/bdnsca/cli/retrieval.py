@@ -1,0 +1,315 @@
+"""Retrieval commands: ``index``, ``search``, ``evaluate``, ``mine-negatives``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from bdnsca.cli._common import CONTEXT, _console, _csv, _progress, cli
+from bdnsca.errors import BdnscaError
+
+# ----------------------------------------------------------------------------- index
+
+
+@cli.command("index", context_settings=CONTEXT)
+@click.option("--corpus", required=True, type=click.Path(exists=True), help="Corpus JSONL or BEIR folder.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write.")
+@click.option(
+    "--method",
+    default="lucene",
+    show_default=True,
+    type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+)
+@click.option("--k1", default=1.5, show_default=True, type=float)
+@click.option("--b", "b", default=0.75, show_default=True, type=float)
+@click.option("--delta", default=0.5, show_default=True, type=float, help="BM25L / BM25+ only.")
+@click.option("--stopwords", type=click.Choice(["en"]), default=None, help="Drop English stopwords.")
+@click.option("--stemmer", type=click.Choice(["english"]), default=None, help="Snowball English stemmer.")
+@click.option("--no-title", is_flag=True, help="Index the text alone, not title + text.")
+@click.option("--dedupe", is_flag=True, help="Drop documents whose id was seen before (else an error).")
+def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title, dedupe) -> None:
+    """Build a BM25 index file from a corpus."""
+    from bdnsca.data.io import read_corpus
+    from bdnsca.retrieval.bm25 import build_index, make_tokenizer
+
+    con = _console()
+    t0 = time.perf_counter()
+    with con.status("reading corpus"):
+        docs = read_corpus(corpus, dedupe=dedupe)
+    if docs.duplicates_dropped:
+        con.print(f"dropped {docs.duplicates_dropped} documents with duplicate ids")
+    with con.status(f"indexing {len(docs):,} documents"):
+        bm25 = build_index(
+            docs,
+            method=method,
+            k1=k1,
+            b=b,
+            delta=delta,
+            tokenizer=make_tokenizer(stopwords, stemmer),
+            include_title=not no_title,
+        )
+        bm25.save(output)
+    con.print(
+        f"indexed {bm25.n_docs:,} documents, {bm25.vocab_size:,} terms, {bm25.n_postings:,} postings "
+        f"({method}) -> {output} in {time.perf_counter() - t0:.2f}s"
+    )
+
+
+# ----------------------------------------------------------------------------- search
+
+
+@cli.command("search", context_settings=CONTEXT)
+@click.option("--index", "index_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--queries", required=True, type=click.Path(exists=True), help="Gold JSONL, BEIR queries or folder."
+)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(dir_okay=False), help="Run file (.jsonl or TREC)."
+)
+@click.option("--k", "-k", default=100, show_default=True, type=int, help="Documents per query.")
+@click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
+@click.option("--tag", default="bdnsca", show_default=True, help="Run tag (TREC column 6).")
+def search_cmd(index_path, queries, output, k, threads, tag) -> None:
+    """Search an index with every query and write a run."""
+    from bdnsca._core import BM25
+    from bdnsca.data.io import read_queries, write_run
+    from bdnsca.retrieval.bm25 import search_run
+
+    if k <= 0:
+        raise BdnscaError(f"--k must be >= 1, got {k}")
+    con = _console()
+    t0 = time.perf_counter()
+    bm25 = BM25.load(index_path)
+    qs = read_queries(queries)
+    run: dict[str, dict[str, float]] = {}
+    batch = 4096
+    with _progress() as bar:
+        task = bar.add_task("searching", total=len(qs))
+        for start in range(0, len(qs), batch):
+            chunk = qs[start : start + batch]
+            run.update(search_run(bm25, chunk, k=k, threads=threads))
+            bar.advance(task, len(chunk))
+    write_run(output, run, tag=tag)
+    empty = sum(1 for v in run.values() if not v)
+    con.print(
+        f"searched {len(qs):,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
+        + (f"; {empty} queries had no known term" if empty else "")
+    )
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@cli.command("evaluate", context_settings=CONTEXT)
+@click.option("--qrels", required=True, type=click.Path(exists=True), help="Gold JSONL, TREC qrels or BEIR.")
+@click.option("--run", "run_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--metrics",
+    default="mrr@10,ndcg@10,recall@10,recall@100,precision@10,hit@1,map",
+    show_default=True,
+    help="Comma-separated metric names.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="JSON file to write.")
+@click.option("--bootstrap", default=1000, show_default=True, type=int, help="Bootstrap resamples (0: none).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
+    """Score a run against judgements: a table of means with 95% bootstrap intervals, and JSON."""
+    import warnings
+
+    from rich.table import Table
+
+    from bdnsca.data.io import read_qrels, read_run, write_json
+    from bdnsca.eval.metrics import bootstrap_ci, evaluate_matrix
+
+    names = _csv(metrics)
+    if not names:
+        raise BdnscaError("--metrics names no metric")
+    qrels_d = read_qrels(qrels)
+    run = read_run(run_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        qids, names, values = evaluate_matrix(qrels_d, run, names)
+    con = _console()
+    for w in caught:
+        con.print(f"[yellow]warning:[/yellow] {w.message}")
+    means = values.mean(axis=0)
+    ci = bootstrap_ci(values, bootstrap, seed) if bootstrap > 0 else None
+    table = Table(title=f"{len(qids)} queries")
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    if ci is not None:
+        table.add_column("95% CI", justify="right")
+    for i, name in enumerate(names):
+        row = [name, f"{means[i]:.4f}"]
+        if ci is not None:
+            row.append(f"[{ci[i, 0]:.4f}, {ci[i, 1]:.4f}]")
+        table.add_row(*row)
+    from rich.console import Console
+
+    Console().print(table)
+    if output:
+        write_json(
+            output,
+            {
+                "qrels": str(qrels),
+                "run": str(run_path),
+                "n_queries": len(qids),
+                "metrics": {n: float(m) for n, m in zip(names, means, strict=True)},
+                "ci95": (
+                    {n: [float(lo), float(hi)] for n, (lo, hi) in zip(names, ci, strict=True)}
+                    if ci is not None
+                    else None
+                ),
+                "bootstrap": {"resamples": bootstrap, "seed": seed},
+                "per_query": {
+                    q: dict(zip(names, row, strict=True))
+                    for q, row in zip(qids, values.tolist(), strict=True)
+                },
+            },
+        )
+        con.print(f"wrote {output}")
+
+
+# ----------------------------------------------------------------------------- mine-negatives
+
+
+def _threshold(value: str) -> float | None:
+    if value.lower() in ("off", "none", "0"):
+        return None
+    try:
+        t = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number in (0, 1] nor 'off'") from None
+    if not 0 < t <= 1:
+        raise click.BadParameter(f"{t} is not in (0, 1]")
+    return t
+
+
+@cli.command("mine-negatives", context_settings=CONTEXT)
+@click.option("--retrieval-gold", required=True, type=click.Path(exists=True), help="Gold JSONL (or BEIR).")
+@click.option(
+    "--retrieval-corpus", required=True, type=click.Path(exists=True), help="Corpus JSONL (or BEIR)."
+)
+@click.option(
+    "--hard-negatives-per-query", default=10, show_default=True, type=int, help="Same-domain negatives."
+)
+@click.option("--cross-domain-negatives-per-query", default=4, show_default=True, type=int)
+@click.option(
+    "--output-hard-negatives", type=click.Path(dir_okay=False), help="Default: beside the gold file."
+)
+@click.option(
+    "--output-reranker-pairs", type=click.Path(dir_okay=False), help="Default: beside the gold file."
+)
+@click.option("--output-summary", type=click.Path(dir_okay=False), help="Default: beside the gold file.")
+@click.option("--candidate-depth", default=100, show_default=True, type=int, help="BM25 ranking depth.")
+@click.option("--rank-range", default=None, help="MIN:MAX: only negatives ranked in this window (1 = top).")
+@click.option(
+    "--max-score-ratio",
+    type=float,
+    default=None,
+    help="Drop candidates scoring above R x the lowest positive's score (0.95 is sensible). Off by default.",
+)
+@click.option(
+    "--near-duplicate-threshold",
+    default="0.8",
+    show_default=True,
+    help="Shingle Jaccard at which a candidate is a twin of a positive; 'off': exact duplicates only.",
+)
+@click.option("--sampling", type=click.Choice(["top", "random"]), default="top", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--domain-field", default="domain", show_default=True)
+@click.option("--min-positive-grade", default=1, show_default=True, type=int)
+@click.option(
+    "--pair-format",
+    type=click.Choice(["pairwise", "triplet", "pointwise"]),
+    default="pairwise",
+    show_default=True,
+)
+@click.option("--max-pairs-per-query", type=int, default=None)
+@click.option(
+    "--strict", is_flag=True, help="Gold documents missing from the corpus are an error, not a count."
+)
+@click.option(
+    "--method",
+    default="lucene",
+    show_default=True,
+    type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+)
+@click.option("--stopwords", type=click.Choice(["en", "none"]), default="en", show_default=True)
+@click.option("--stemmer", type=click.Choice(["english", "none"]), default="english", show_default=True)
+def mine_negatives_cmd(
+    retrieval_gold,
+    retrieval_corpus,
+    hard_negatives_per_query,
+    cross_domain_negatives_per_query,
+    output_hard_negatives,
+    output_reranker_pairs,
+    output_summary,
+    candidate_depth,
+    rank_range,
+    max_score_ratio,
+    near_duplicate_threshold,
+    sampling,
+    seed,
+    domain_field,
+    min_positive_grade,
+    pair_format,
+    max_pairs_per_query,
+    strict,
+    method,
+    stopwords,
+    stemmer,
+) -> None:
+    """Mine hard negatives with BM25 (twins of positives kept out) and assemble reranker pairs."""
+    from bdnsca.retrieval.mining import (
+        MiningSettings,
+        default_output_paths,
+        mine_hard_negatives,
+        parse_rank_range,
+        write_mining_outputs,
+    )
+
+    settings = MiningSettings(
+        hard_negatives_per_query=hard_negatives_per_query,
+        cross_domain_negatives_per_query=cross_domain_negatives_per_query,
+        candidate_depth=candidate_depth,
+        rank_range=parse_rank_range(rank_range) if rank_range else None,
+        max_score_ratio=max_score_ratio,
+        near_duplicate_threshold=_threshold(near_duplicate_threshold),
+        sampling=sampling,
+        seed=seed,
+        domain_field=domain_field,
+        min_positive_grade=min_positive_grade,
+        pair_format=pair_format,
+        max_pairs_per_query=max_pairs_per_query,
+        strict=strict,
+        method=method,
+        stopwords=None if stopwords == "none" else stopwords,
+        stemmer=None if stemmer == "none" else stemmer,
+    )
+    settings.validate()
+    hn_default, pairs_default, summary_default = default_output_paths(retrieval_gold)
+    con = _console()
+    with _progress() as bar:
+        task = bar.add_task("mining", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = mine_hard_negatives(retrieval_corpus, retrieval_gold, settings, progress=tick)
+    paths = (
+        output_hard_negatives or hn_default,
+        output_reranker_pairs or pairs_default,
+        output_summary or summary_default,
+    )
+    write_mining_outputs(result, *paths)
+    s = result.summary
+    con.print(
+        f"{s['queries']['used']}/{s['queries']['total']} queries, {s['negatives']['total']} negatives "
+        f"({s['negatives']['same_domain']} same-domain, {s['negatives']['cross_domain']} cross-domain), "
+        f"{s['pairs']} {pair_format} pairs; kept out {s['suspected_false_negatives']['count']} suspected "
+        f"false negatives (twins of positives); gold docs missing: {s['missing_gold_documents']['count']}"
+    )
+    for label, p in zip(("hard negatives", "reranker pairs", "summary"), paths, strict=True):
+        con.print(f"  {label}: {p}")
