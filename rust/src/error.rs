@@ -1,5 +1,5 @@
 //! The one error type of the core. The Python binding maps each variant onto one
-//! Python exception class, in one place (`python.rs`).
+//! Python exception class, in one place (`python/errors.rs`).
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
-//! bdnsca's Rust core: BM25 retrieval, IR metrics and (later) mining and Pareto
-//! frontiers. The core knows nothing of Python; `python.rs` is the thin binding.
+//! bdnsca's Rust core: BM25 retrieval, hard-negative mining, IR metrics and Pareto
+//! frontiers. The core knows nothing of Python; `python/` is the thin binding.
 
 pub mod error;
 pub mod index;
