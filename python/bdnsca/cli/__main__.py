@@ -1,0 +1,5 @@
+"""``python -m bdnsca.cli``: the same as the ``bdnsca`` command."""
+
+from bdnsca.cli import main
+
+main()
