@@ -1,14 +1,13 @@
-//! `evaluate_matrix`: qrels and run dicts in, per-query metric values out.
+//! `evaluate_matrix`: qrels and run dicts copied into Rust, then the core's
+//! join and metrics (`crate::metrics::evaluate_run`) with the GIL released.
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rustc_hash::FxHashMap;
 
 use super::convert::{extract_str, type_name, Arena};
-use super::errors::invalid;
-use crate::metrics::{self, Metric, QueryInput};
+use crate::metrics::{self, Judged, Metric, Ranked};
 
 /// (query ids of qrels, metric names, values, qrels queries the run lacks, run queries qrels lack)
 type EvalMatrix<'py> = (
@@ -18,6 +17,70 @@ type EvalMatrix<'py> = (
     usize,
     usize,
 );
+
+/// A dict of dicts `{query id: {doc id: value}}` copied out of Python: query ids
+/// and doc ids in arenas, values beside the doc ids, query i's entries ending at `ends[i]`.
+struct Nested<V> {
+    queries: Arena,
+    docs: Arena,
+    values: Vec<V>,
+    ends: Vec<usize>,
+}
+
+impl<V: Copy> Nested<V> {
+    /// `name` ("qrels" or "run") and `inner` (what each inner dict maps to) name the
+    /// input in errors; `value` converts one value or says what it must be.
+    fn extract(
+        outer: &Bound<'_, PyDict>,
+        name: &str,
+        inner: &str,
+        value: impl Fn(&Bound<'_, PyAny>) -> Result<V, &'static str>,
+    ) -> PyResult<Self> {
+        let mut out = Nested {
+            queries: Arena::default(),
+            docs: Arena::default(),
+            values: Vec::new(),
+            ends: Vec::with_capacity(outer.len()),
+        };
+        for (qid, qdict) in outer.iter() {
+            let q = extract_str(&qid, || format!("each {name} query id"))?;
+            let qdict = qdict.cast::<PyDict>().map_err(|_| {
+                PyTypeError::new_err(format!("{name}[{q:?}] must be a dict of {inner}"))
+            })?;
+            for (d, v) in qdict.iter() {
+                let ds = extract_str(&d, || format!("each doc id in {name}[{q:?}]"))?;
+                let v = value(&v).map_err(|must| {
+                    PyTypeError::new_err(format!(
+                        "{name}[{q:?}][{ds:?}] must be {must}, got {}",
+                        type_name(&v)
+                    ))
+                })?;
+                out.docs.push(ds);
+                out.values.push(v);
+            }
+            out.queries.push(q);
+            out.ends.push(out.docs.len());
+        }
+        Ok(out)
+    }
+
+    /// (doc id, value) of every entry, in order.
+    fn entries(&self) -> Vec<(&str, V)> {
+        (0..self.docs.len())
+            .map(|i| (self.docs.get(i), self.values[i]))
+            .collect()
+    }
+
+    /// (query id, its entries) per query, slicing `entries`.
+    fn per_query<'a>(&'a self, entries: &'a [(&'a str, V)]) -> Vec<(&'a str, &'a [(&'a str, V)])> {
+        (0..self.queries.len())
+            .map(|i| {
+                let start = if i == 0 { 0 } else { self.ends[i - 1] };
+                (self.queries.get(i), &entries[start..self.ends[i]])
+            })
+            .collect()
+    }
+}
 
 /// Per-query metric values for `qrels` and `run` (dicts of dicts). Returns the
 /// query ids of qrels in order, the metric names, a float64 array
@@ -34,86 +97,21 @@ pub fn evaluate_matrix<'py>(
         .iter()
         .map(|m| Metric::parse(m))
         .collect::<Result<_, _>>()?;
-    if parsed.is_empty() {
-        return Err(invalid("no metrics asked for"));
-    }
-    // Copy what the metrics need out of the dicts: doc ids into one arena,
-    // (score, arena index, judgement) per ranked document.
-    let mut qids = Vec::with_capacity(qrels.len());
-    let mut docids = Arena::default();
-    let mut entries: Vec<(f64, usize, i32)> = Vec::new();
-    let mut judged: Vec<i32> = Vec::new();
-    let mut spans: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(qrels.len());
-    let mut missing_in_run = 0usize;
-    for (qid, qdict) in qrels.iter() {
-        let qid_s = extract_str(&qid, || "each qrels query id".into())?.to_string();
-        let qdict = qdict.cast::<PyDict>().map_err(|_| {
-            PyTypeError::new_err(format!("qrels[{qid_s:?}] must be a dict of doc id -> int"))
-        })?;
-        let j0 = judged.len();
-        let owned: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = qdict.iter().collect();
-        let mut rels: FxHashMap<&str, i32> = FxHashMap::default();
-        for (d, r) in &owned {
-            let d = extract_str(d, || format!("each doc id in qrels[{qid_s:?}]"))?;
-            let r: i32 = r.extract().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "qrels[{qid_s:?}][{d:?}] must be an int, got {}",
-                    type_name(r)
-                ))
-            })?;
-            rels.insert(d, r);
-            judged.push(r);
-        }
-        let e0 = entries.len();
-        match run.get_item(&qid)? {
-            Some(rdict) => {
-                let rdict = rdict.cast::<PyDict>().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "run[{qid_s:?}] must be a dict of doc id -> score"
-                    ))
-                })?;
-                for (d, s) in rdict.iter() {
-                    let ds = extract_str(&d, || format!("each doc id in run[{qid_s:?}]"))?;
-                    let score: f64 = s.extract().map_err(|_| {
-                        PyTypeError::new_err(format!(
-                            "run[{qid_s:?}][{ds:?}] must be a number, got {}",
-                            type_name(&s)
-                        ))
-                    })?;
-                    let rel = rels.get(ds).copied().unwrap_or(0);
-                    docids.push(ds);
-                    entries.push((score, docids.len() - 1, rel));
-                }
-            }
-            None => missing_in_run += 1,
-        }
-        spans.push((e0, entries.len(), j0, judged.len()));
-        qids.push(qid_s);
-    }
-    let mut run_only = 0usize;
-    for qid in run.keys() {
-        if !qrels.contains(&qid)? {
-            run_only += 1;
-        }
-    }
-    let n_m = parsed.len();
-    let values: Vec<f64> = py.detach(|| {
-        let mut inputs: Vec<QueryInput> = spans
-            .iter()
-            .map(|&(e0, e1, j0, j1)| QueryInput {
-                ranked: entries[e0..e1]
-                    .iter()
-                    .map(|&(s, d, r)| (s, docids.get(d), r))
-                    .collect(),
-                judged: judged[j0..j1].to_vec(),
-            })
-            .collect();
-        metrics::evaluate(&mut inputs, &parsed)
-            .into_iter()
-            .flatten()
-            .collect()
-    });
-    let n_q = qids.len();
-    let arr = PyArray1::from_vec(py, values).reshape([n_q, n_m])?;
-    Ok((qids, metrics, arr, missing_in_run, run_only))
+    let judged = Nested::<i32>::extract(qrels, "qrels", "doc id -> int", |v| {
+        v.extract().map_err(|_| "an int")
+    })?;
+    let ranked = Nested::<f64>::extract(run, "run", "doc id -> score", |v| {
+        v.extract().map_err(|_| "a number")
+    })?;
+    let eval = py.detach(|| {
+        let (je, re) = (judged.entries(), ranked.entries());
+        let q: Vec<Judged> = judged.per_query(&je);
+        let r: Vec<Ranked> = ranked.per_query(&re);
+        metrics::evaluate_run(&q, &r, &parsed)
+    })?;
+    let qids: Vec<String> = (0..judged.queries.len())
+        .map(|i| judged.queries.get(i).to_string())
+        .collect();
+    let arr = PyArray1::from_vec(py, eval.values).reshape([qids.len(), eval.n_metrics])?;
+    Ok((qids, metrics, arr, eval.missing_in_run, eval.run_only))
 }
