@@ -13,6 +13,7 @@ import pytest
 import bdnsca
 from bdnsca.prefs.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa, weighted_kappa
 from bdnsca.prefs.build import PreferenceSettings, build_preferences, normalise_score
+from bdnsca.prefs.ratings import read_ratings
 from conftest import SHARED
 
 ARMS = ["target", "base_a", "base_b"]
@@ -122,19 +123,19 @@ def test_min_raters(tmp_path):
     assert len(build(run, min_raters=1).train) == 2
 
 
+RATINGS_HARSH_LENIENT = {
+    ("s1", "target"): [2, 5, 5],
+    ("s1", "base_a"): [4, 4, 4],
+    ("s1", "base_b"): [1, 1, 1],
+    ("s2", "target"): [1, 4, 4],
+    ("s2", "base_a"): [1, 4, 4],
+    ("s2", "base_b"): [2, 5, 2],
+}
+
+
 def test_aggregation_modes(tmp_path):
     # rater0 is harsh, rater1 lenient: medians and z-scores tell a different story from means
-    run = make_run(
-        tmp_path,
-        {
-            ("s1", "target"): [2, 5, 5],
-            ("s1", "base_a"): [4, 4, 4],
-            ("s1", "base_b"): [1, 1, 1],
-            ("s2", "target"): [1, 4, 4],
-            ("s2", "base_a"): [1, 4, 4],
-            ("s2", "base_b"): [2, 5, 2],
-        },
-    )
+    run = make_run(tmp_path, RATINGS_HARSH_LENIENT)
     mean = {
         (r["metadata"]["scenario_id"], r["metadata"]["rejected_arm"])
         for r in build(run, min_margin=0.1).train
@@ -145,10 +146,185 @@ def test_aggregation_modes(tmp_path):
     }
     assert ("s1", "base_a") not in mean  # mean 4.0 vs 4.0: a tie
     assert ("s1", "base_a") in median  # median 5 vs 4
-    z = build(run, min_margin=0.1, aggregate="zscore")
-    assert z.summary["settings"]["aggregate"] == "zscore" and z.train
-    for r in z.train:
-        assert r["metadata"]["score_delta_raw"] >= 0.1
+    # zscore against scipy: each rater standardised over the file (population SD), averaged per
+    # (scenario, arm); a lead counts in units of the mean rater SD
+    stats = pytest.importorskip("scipy.stats")
+    np = pytest.importorskip("numpy")
+    table = RATINGS_HARSH_LENIENT
+    keys = sorted(table)
+    per_rater = np.array([[table[k][i] for k in keys] for i in range(3)], dtype=float)
+    z = stats.zscore(per_rater, axis=1, ddof=0)
+    zmean = dict(zip(keys, z.mean(axis=0), strict=True))
+    unit = per_rater.std(axis=1, ddof=0).mean()
+    expected = {
+        (s, b)
+        for s in ("s1", "s2")
+        for b in ("base_a", "base_b")
+        if (zmean[(s, "target")] - zmean[(s, b)]) * unit >= 0.1
+    }
+    got = build(run, min_margin=0.1, aggregate="zscore").train
+    assert (
+        expected and {(r["metadata"]["scenario_id"], r["metadata"]["rejected_arm"]) for r in got} == expected
+    )
+    for r in got:
+        s, b = r["metadata"]["scenario_id"], r["metadata"]["rejected_arm"]
+        assert r["metadata"]["score_delta_raw"] == pytest.approx(
+            (zmean[(s, "target")] - zmean[(s, b)]) * unit
+        )
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "median", "zscore"])
+def test_metadata_holds_the_scores_that_were_compared(tmp_path, aggregate):
+    run = make_run(tmp_path, RATINGS_HARSH_LENIENT)
+    rows = build(run, min_margin=0.1, aggregate=aggregate, allow_reverse_pairs=True).train
+    assert rows
+    for r in rows:
+        m = r["metadata"]
+        assert m["aggregate"] == aggregate
+        assert m["chosen_score"] - m["rejected_score"] == pytest.approx(m["score_delta_raw"])
+        assert m["chosen_score_norm"] - m["rejected_score_norm"] == pytest.approx(m["score_delta_norm"])
+        assert m["score_delta_raw"] > 0
+
+
+def test_median_metadata_by_hand(tmp_path):
+    run = make_run(tmp_path, RATINGS_HARSH_LENIENT)
+    rows = build(run, min_margin=0.5, aggregate="median").train
+    row = next(
+        r for r in rows if (r["metadata"]["scenario_id"], r["metadata"]["rejected_arm"]) == ("s1", "base_a")
+    )
+    m = row["metadata"]
+    # target [2, 5, 5]: median 5, mean 4; base_a [4, 4, 4]: 4 either way; scale 1:5
+    assert (m["chosen_score"], m["rejected_score"]) == (5, 4)
+    assert (m["chosen_score_norm"], m["rejected_score_norm"]) == (1.0, 0.75)
+    assert (m["score_delta_raw"], m["score_delta_norm"]) == (1, 0.25)
+    assert (m["chosen_score_mean"], m["rejected_score_mean"]) == (4, 4)
+
+
+# ----------------------------------------------------------------------------- the ratings CSV
+
+
+def write_ratings(run, header, rows):
+    with open(run / "ratings.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def small_run(tmp_path):
+    return make_run(tmp_path, {("s1", "target"): [5, 5], ("s1", "base_a"): [1, 1], ("s1", "base_b"): [1, 1]})
+
+
+ID = ["scenario_id", "arm_id", "annotator_id"]
+
+
+def test_duplicate_rating_rows_are_an_error_naming_both_lines(tmp_path):
+    run = small_run(tmp_path)
+    write_ratings(
+        run,
+        [*ID, "overall_quality"],
+        [["s1", "target", "r0", 5], ["s1", "base_a", "r0", 1], ["s1", "target", "r0", 4]],
+    )
+    with pytest.raises(bdnsca.DataError, match=r"ratings.csv:4: .*'r0' already rated on line 2"):
+        build(run, min_raters=1)
+
+
+def test_collapsed_duplicates_are_averaged_and_count_one_rater(tmp_path):
+    krippendorff = pytest.importorskip("krippendorff")
+    np = pytest.importorskip("numpy")
+    run = small_run(tmp_path)
+    rows = [
+        ["s1", "target", "r0", 5],
+        ["s1", "target", "r1", 5],
+        ["s1", "target", "r1", 3],  # r1 rated twice: one rating of 4
+        ["s1", "base_a", "r0", 4],
+        ["s1", "base_a", "r1", 4],
+        ["s2", "target", "r0", 2],
+        ["s2", "target", "r1", 3],
+        ["s2", "base_a", "r0", 1],
+        ["s2", "base_a", "r1", 2],
+    ]
+    write_ratings(run, [*ID, "overall_quality"], rows)
+    res = build(run, baseline_arms=["base_a"], min_margin=0.1, duplicate_ratings="collapse")
+    s1 = next(r for r in res.train if r["metadata"]["scenario_id"] == "s1")["metadata"]
+    assert s1["chosen_raters"] == 2 and s1["chosen_score"] == 4.5 and s1["score_delta_raw"] == 0.5
+    assert res.summary["ratings"]["duplicate_rows_collapsed"] == 1
+    # --min-raters counts distinct annotators: two, not three
+    strict = build(run, baseline_arms=["base_a"], min_margin=0.1, min_raters=3, duplicate_ratings="collapse")
+    assert strict.train == [] and strict.summary["skipped"]["insufficient_raters"] == 2
+    # alpha and kappa both see one value per annotator: alpha as the reference package computes it
+    # units s1/target, s1/base_a, s2/target, s2/base_a; rows r0, r1 (r1's duplicate averaged)
+    matrix = np.array([[5, 4, 2, 1], [4, 4, 3, 2]], dtype=float)
+    ref = krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal")
+    got = res.summary["agreement"]["overall_quality"]
+    assert got["krippendorff_alpha_ordinal"] == pytest.approx(ref, abs=1e-12)
+    assert got["mean_pairwise_weighted_kappa"] == pytest.approx(
+        weighted_kappa([5, 4, 2, 1], [4, 4, 3, 2], [1, 2, 3, 4, 5])
+    )
+
+
+def test_free_text_columns_are_not_metrics(tmp_path):
+    run = small_run(tmp_path)
+    header = [*ID, "overall_quality", "comment", "rationale", "notes"]
+    rows = [["s1", a, f"r{i}", v, "fine, I guess", "because", "n"] for a, v in (("target", 5), ("base_a", 1))
+            for i in range(2)]  # fmt: skip
+    write_ratings(run, header, rows)
+    ratings = read_ratings(run / "ratings.csv")
+    assert ratings.metrics == ["overall_quality"]
+    assert ratings.text_columns == ["comment", "rationale", "notes"]
+
+
+@pytest.mark.parametrize(
+    "header, row, message",
+    [
+        # a text column under a name that is not a known free-text column
+        (
+            ["overall_quality", "rater_model"],
+            ["5", "gpt-4"],
+            r"ratings.csv:2: column 'rater_model': 'gpt-4' is not a number.*free-text",
+        ),
+        # a column that holds nothing is not a metric either
+        (["overall_quality", "model"], ["5", ""], r"ratings.csv:1: column 'model' holds no ratings"),
+        # an unquoted comma in a note shifts the row
+        (
+            ["overall_quality", "notes"],
+            ["5", "good", " but short"],
+            r"ratings.csv:2: 6 fields, but the header has 5",
+        ),
+        (["overall_quality", "notes"], ["5"], r"ratings.csv:2: 4 fields, but the header has 5"),
+        (
+            ["overall_quality", "overall_quality"],
+            ["5", "4"],
+            r"ratings.csv:1: column 'overall_quality' appears twice",
+        ),
+        (["overall_quality"], ["nan"], r"ratings.csv:2: column 'overall_quality': 'nan' is not a number"),
+    ],
+)
+def test_columns_that_are_not_metrics_are_errors(tmp_path, header, row, message):
+    run = small_run(tmp_path)
+    write_ratings(run, [*ID, *header], [["s1", "target", "r0", *row]])
+    with pytest.raises(bdnsca.DataError, match=message):
+        read_ratings(run / "ratings.csv", (1, 5))
+
+
+def test_cli_duplicate_ratings_flag(tmp_path):
+    from click.testing import CliRunner
+
+    from bdnsca.cli import cli
+
+    run = small_run(tmp_path)
+    write_ratings(
+        run,
+        [*ID, "overall_quality"],
+        [["s1", "target", "r0", 5], ["s1", "target", "r0", 5], ["s1", "base_a", "r0", 1]],
+    )
+    args = ["build-preferences", "--run-dir", str(run), "--human-eval-file", str(run / "ratings.csv"),
+            "--target-arm", "target", "--baseline-arms", "base_a", "--min-raters", "1"]  # fmt: skip
+    failed = CliRunner().invoke(cli, args)
+    assert failed.exit_code != 0 and "already rated on line 2" in str(failed.exception)
+    ok = CliRunner().invoke(cli, [*args, "--duplicate-ratings", "collapse"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads((run / "preference_dataset_summary.json").read_text())
+    assert summary["pairs"] == 1 and summary["ratings"]["duplicate_rows_collapsed"] == 1
 
 
 def test_all_arms_pairing(tmp_path):

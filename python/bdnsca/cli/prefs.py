@@ -21,7 +21,7 @@ from bdnsca.cli._common import CONTEXT, _console, _csv, cli
 @click.option("--target-arm", default="", help="The arm to prefer (target-vs-baselines pairing).")
 @click.option("--baseline-arms", default="", help="Comma-separated arms to compare the target with.")
 @click.option("--metric", default="overall_quality", show_default=True)
-@click.option("--min-raters", default=2, show_default=True, type=int)
+@click.option("--min-raters", default=2, show_default=True, type=int, help="Distinct annotators per arm.")
 @click.option(
     "--min-margin", default=0.25, show_default=True, type=float, help="Lead needed, raw rating scale."
 )
@@ -44,6 +44,13 @@ from bdnsca.cli._common import CONTEXT, _console, _csv, cli
     "--eval-fraction", default=0.0, show_default=True, type=float, help="Scenarios held out for eval."
 )
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--duplicate-ratings",
+    type=click.Choice(["error", "collapse"]),
+    default="error",
+    show_default=True,
+    help="A repeated scenario/arm/annotator row: an error, or averaged into one rating (counted).",
+)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default: RUN/preference_dataset.jsonl")
 @click.option(
     "--eval-output", type=click.Path(dir_okay=False), help="Default: RUN/preference_dataset.eval.jsonl"
@@ -67,6 +74,7 @@ def build_preferences_cmd(
     chat,
     eval_fraction,
     seed,
+    duplicate_ratings,
     output,
     eval_output,
     output_summary,
@@ -88,6 +96,7 @@ def build_preferences_cmd(
         chat=chat,
         eval_fraction=eval_fraction,
         seed=seed,
+        duplicate_ratings=duplicate_ratings,
     )
     result = build_preferences(run_dir, human_eval_file, settings)
     run = Path(run_dir)
@@ -102,6 +111,8 @@ def build_preferences_cmd(
         f"{s['rated_scenarios']} rated scenarios; {s['unrated_scenarios']} scenarios unrated; "
         f"skipped: {s['skipped']}; prompt mismatches: {s['prompt_mismatch_pairs']}"
     )
+    if s["ratings"]["duplicate_rows_collapsed"]:
+        con.print(f"{s['ratings']['duplicate_rows_collapsed']} duplicate rating rows averaged into one")
     alpha = s["agreement"].get(metric, {}).get("krippendorff_alpha_ordinal")
     if alpha is not None:
         con.print(f"rater agreement on {metric}: Krippendorff's alpha (ordinal) {alpha:.3f}")

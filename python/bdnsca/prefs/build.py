@@ -1,31 +1,32 @@
 """Preference pairs from multi-rater evaluation runs, ready for trl's DPO-family trainers.
 
-A run directory holds ``run_config.json`` (the arms), ``scenarios.jsonl`` and
-``responses/<arm>.jsonl``; ratings come as a long-form CSV (``scenario_id, arm_id, annotator_id``
-and one column per metric). For each scenario the metric is aggregated over raters per arm; a
-pair (chosen, rejected) is emitted when both arms have enough raters and one leads by the margin.
-Each row records the prompt each response answered, so pairs whose responses answered
-different prompts are visible (and can be dropped).
+The run folder is read by :mod:`bdnsca.data.run_folders`, the ratings CSV by :mod:`bdnsca.prefs.ratings`.
+For each scenario the metric is aggregated over raters per arm; a pair (chosen, rejected) is
+emitted when both arms have enough distinct raters and one leads by the margin. Each row's
+metadata holds the aggregated scores that were compared (and the plain means beside them) and
+the prompt each response answered, so pairs whose responses answered different prompts are
+visible (and can be dropped).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import random
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from bdnsca.prefs.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa
+from bdnsca.data.io import write_json, write_jsonl
+from bdnsca.data.run_folders import read_responses, read_run_config, read_scenarios, run_arms
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.data.io import iter_jsonl, write_json, write_jsonl
+from bdnsca.prefs.agreement import krippendorff_alpha_ordinal, mean_pairwise_kappa
+from bdnsca.prefs.ratings import AGGREGATES, DUPLICATE_POLICIES, Aggregate, aggregate_ratings, read_ratings
 
-AGGREGATES = ("mean", "median", "zscore")
+T = TypeVar("T")
 PAIRINGS = ("target-vs-baselines", "all-arms")
 
 
@@ -47,6 +48,8 @@ class PreferenceSettings:
     chat: bool = False
     eval_fraction: float = 0.0
     seed: int = 0
+    duplicate_ratings: str = "error"
+    """error: a repeated (scenario, arm, annotator) row is an error; collapse: averaged into one."""
 
     def validate(self) -> None:
         if self.aggregate not in AGGREGATES:
@@ -64,6 +67,11 @@ class PreferenceSettings:
             raise BdnscaError(f"score scale {lo}:{hi} is empty: use MIN:MAX with MIN < MAX")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise BdnscaError(f"eval fraction must lie in [0, 1), got {self.eval_fraction}")
+        if self.duplicate_ratings not in DUPLICATE_POLICIES:
+            raise BdnscaError(
+                f"duplicate ratings must be one of {', '.join(DUPLICATE_POLICIES)}, "
+                f"got {self.duplicate_ratings!r}"
+            )
 
 
 @dataclass
@@ -87,134 +95,6 @@ def normalise_score(score: float, scale: tuple[float, float]) -> float:
     return (score - lo) / (hi - lo)
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run_config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file (is {run_dir} an evaluation run directory?)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, exc.lineno, f"malformed JSON ({exc.msg})") from None
-
-
-def read_scenarios(run_dir: Path) -> dict[str, dict[str, Any]]:
-    path = run_dir / "scenarios.jsonl"
-    if not path.exists():
-        return {}
-    out = {}
-    for lineno, row in iter_jsonl(path):
-        sid = row.get("scenario_id")
-        if not sid:
-            raise DataError(path, lineno, "missing field 'scenario_id'")
-        out[str(sid)] = row
-    return out
-
-
-def read_responses(run_dir: Path, arm: str) -> dict[str, dict[str, Any]]:
-    """One response per scenario: the lowest repeat, then the lowest request index, among
-    rows that succeeded (``ok`` not false) with a non-empty response."""
-    path = run_dir / "responses" / f"{arm}.jsonl"
-    if not path.exists():
-        raise BdnscaError(f"arm {arm!r}: no responses file {path}")
-    best: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
-    for lineno, row in iter_jsonl(path):
-        sid = row.get("scenario_id")
-        if not sid:
-            raise DataError(path, lineno, "response without 'scenario_id'")
-        if row.get("ok") is False or not str(row.get("response") or "").strip():
-            continue
-        try:
-            key = (int(row.get("repeat_index", 0)), int(row.get("request_index", 0)))
-        except (TypeError, ValueError):
-            raise DataError(path, lineno, "'repeat_index' and 'request_index' must be integers") from None
-        if str(sid) not in best or key < best[str(sid)][0]:
-            best[str(sid)] = (key, row)
-    return {sid: row for sid, (_, row) in best.items()}
-
-
-@dataclass
-class Ratings:
-    """metric -> (scenario, arm) -> [(annotator, value)]"""
-
-    by_metric: dict[str, dict[tuple[str, str], list[tuple[str, float]]]]
-    metrics: list[str]
-    arms: list[str]
-
-
-def read_ratings(path: str | os.PathLike[str], scale: tuple[float, float]) -> Ratings:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    lo, hi = scale
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for col in ("scenario_id", "arm_id", "annotator_id"):
-            if col not in header:
-                raise DataError(
-                    path,
-                    1,
-                    f"missing column {col!r} (the ratings CSV is long form: "
-                    "scenario_id, arm_id, annotator_id, one column per metric)",
-                )
-        metrics = [c for c in header if c not in ("scenario_id", "arm_id", "annotator_id", "notes")]
-        by_metric: dict[str, dict[tuple[str, str], list[tuple[str, float]]]] = {
-            m: defaultdict(list) for m in metrics
-        }
-        arms: list[str] = []
-        for lineno, row in enumerate(reader, 2):
-            sid, arm, rater = row["scenario_id"], row["arm_id"], row["annotator_id"]
-            if not sid or not arm or not rater:
-                raise DataError(path, lineno, "empty scenario_id, arm_id or annotator_id")
-            if arm not in arms:
-                arms.append(arm)
-            for m in metrics:
-                raw = (row.get(m) or "").strip()
-                if not raw:
-                    continue
-                try:
-                    value = float(raw)
-                except ValueError:
-                    raise DataError(path, lineno, f"column {m!r}: {raw!r} is not a number") from None
-                if not lo <= value <= hi:
-                    raise DataError(
-                        path, lineno, f"column {m!r}: rating {value:g} is outside the scale {lo:g}:{hi:g}"
-                    )
-                by_metric[m][(sid, arm)].append((rater, value))
-    return Ratings(by_metric, metrics, arms)
-
-
-# ----------------------------------------------------------------------------- building
-
-
-def _aggregate(ratings: dict[tuple[str, str], list[tuple[str, float]]], how: str):
-    """(scenario, arm) -> (aggregate, n raters), and the factor that turns an aggregate
-    difference into raw-scale units."""
-    if how == "zscore":
-        per_rater: dict[str, list[float]] = defaultdict(list)
-        for vals in ratings.values():
-            for rater, v in vals:
-                per_rater[rater].append(v)
-        stats = {r: (statistics.fmean(v), statistics.pstdev(v)) for r, v in per_rater.items()}
-        sds = [sd for _, sd in stats.values() if sd > 0]
-        scale = statistics.fmean(sds) if sds else 1.0
-        out = {
-            key: (
-                statistics.fmean(
-                    [(v - stats[r][0]) / stats[r][1] if stats[r][1] > 0 else 0.0 for r, v in vals]
-                ),
-                len(vals),
-            )
-            for key, vals in ratings.items()
-        }
-        return out, scale
-    fn = statistics.fmean if how == "mean" else statistics.median
-    return {key: (fn([v for _, v in vals]), len(vals)) for key, vals in ratings.items()}, 1.0
-
-
 def build_preferences(
     run_dir: str | os.PathLike[str],
     human_eval_file: str | os.PathLike[str] | None = None,
@@ -232,14 +112,14 @@ def build_preferences(
     ratings_path = (
         Path(human_eval_file) if human_eval_file else run / "human_eval_llm_multirater_consistent.csv"
     )
-    ratings = read_ratings(ratings_path, settings.score_scale)
+    ratings = read_ratings(ratings_path, settings.score_scale, duplicates=settings.duplicate_ratings)
     if settings.metric not in ratings.by_metric:
         raise DataError(
             ratings_path,
             1,
             f"no column {settings.metric!r} (metrics found: {', '.join(ratings.metrics) or 'none'})",
         )
-    config_arms = [a["arm_id"] for a in config.get("arms", []) if "arm_id" in a]
+    config_arms = run_arms(config)
     if settings.pairing == "target-vs-baselines":
         arms = [settings.target_arm, *settings.baseline_arms]
         comparisons = [(settings.target_arm, b) for b in settings.baseline_arms]
@@ -254,7 +134,7 @@ def build_preferences(
     responses = {arm: read_responses(run, arm) for arm in arms}
 
     metric_ratings = ratings.by_metric[settings.metric]
-    agg, raw_per_unit = _aggregate(metric_ratings, settings.aggregate)
+    agg = aggregate_ratings(metric_ratings, settings.aggregate)
     rated_scenarios = {sid for sid, _ in metric_ratings}
     scenario_order = list(scenarios) or sorted({sid for r in responses.values() for sid in r})
     for sid in sorted(rated_scenarios - set(scenario_order)):
@@ -272,11 +152,10 @@ def build_preferences(
             if (sid, a) not in agg or (sid, b) not in agg:
                 skipped["arm_unrated"] += 1
                 continue
-            (sa, na), (sb, nb) = agg[(sid, a)], agg[(sid, b)]
-            if na < settings.min_raters or nb < settings.min_raters:
+            if agg[(sid, a)].raters < settings.min_raters or agg[(sid, b)].raters < settings.min_raters:
                 skipped["insufficient_raters"] += 1
                 continue
-            lead = (sa - sb) * raw_per_unit
+            lead = agg[(sid, a)].score - agg[(sid, b)].score
             if abs(lead) < settings.min_margin or lead == 0:
                 skipped["below_margin"] += 1
                 continue
@@ -295,23 +174,14 @@ def build_preferences(
                 if settings.require_same_prompt:
                     skipped["prompt_mismatch"] += 1
                     continue
-            raw_c = statistics.fmean(v for _, v in metric_ratings[(sid, chosen)])
-            raw_r = statistics.fmean(v for _, v in metric_ratings[(sid, rejected)])
             margins.append(abs(lead))
             rows.append(
                 _row(
                     settings,
                     sid,
                     scenarios.get(sid, {}),
-                    chosen,
-                    rejected,
-                    rc,
-                    rr,
-                    raw_c,
-                    raw_r,
-                    abs(lead),
-                    agg[(sid, chosen)][1],
-                    agg[(sid, rejected)][1],
+                    (chosen, rc, agg[(sid, chosen)]),
+                    (rejected, rr, agg[(sid, rejected)]),
                     same_prompt,
                 )
             )
@@ -334,14 +204,11 @@ def build_preferences(
         "margin_raw": (
             {"mean": statistics.fmean(margins), "min": min(margins), "max": max(margins)} if margins else None
         ),
+        "ratings": ratings.summary(),
         "agreement": {
             m: {
-                "krippendorff_alpha_ordinal": krippendorff_alpha_ordinal(
-                    (unit, rater, v) for unit, vals in ratings.by_metric[m].items() for rater, v in vals
-                ),
-                "mean_pairwise_weighted_kappa": mean_pairwise_kappa(
-                    (unit, rater, v) for unit, vals in ratings.by_metric[m].items() for rater, v in vals
-                ),
+                "krippendorff_alpha_ordinal": krippendorff_alpha_ordinal(ratings.triples(m)),
+                "mean_pairwise_weighted_kappa": mean_pairwise_kappa(ratings.triples(m)),
             }
             for m in ratings.metrics
         },
@@ -350,7 +217,15 @@ def build_preferences(
     return PreferenceResult(train, evals, summary)
 
 
-def _row(settings, sid, scenario, chosen, rejected, rc, rr, raw_c, raw_r, margin, n_c, n_r, same_prompt):
+def _row(
+    settings: PreferenceSettings,
+    sid: str,
+    scenario: dict[str, Any],
+    chosen_side: tuple[str, dict[str, Any], Aggregate],
+    rejected_side: tuple[str, dict[str, Any], Aggregate],
+    same_prompt: bool,
+) -> dict[str, Any]:
+    (chosen, rc, ac), (rejected, rr, ar) = chosen_side, rejected_side
     prompt, yes, no = rc.get("prompt", ""), rc["response"], rr["response"]
     target = settings.target_arm if settings.pairing == "target-vs-baselines" else None
     direction = (
@@ -360,6 +235,7 @@ def _row(settings, sid, scenario, chosen, rejected, rc, rr, raw_c, raw_r, margin
         if rejected == target
         else "arm_over_arm"
     )
+    span = settings.score_scale[1] - settings.score_scale[0]
     metadata = {
         "scenario_id": sid,
         "chosen_arm": chosen,
@@ -368,15 +244,20 @@ def _row(settings, sid, scenario, chosen, rejected, rc, rr, raw_c, raw_r, margin
         "baseline_arm": (rejected if chosen == target else chosen) if target else None,
         "preference_direction": direction,
         "metric": settings.metric,
+        # The scores compared, aggregated by `aggregate` (see bdnsca.prefs.ratings.Aggregate), and
+        # their normalisation to [0, 1]: score_delta_* are exactly their differences.
         "aggregate": settings.aggregate,
-        "chosen_score_mean": raw_c,
-        "rejected_score_mean": raw_r,
-        "chosen_score_norm": normalise_score(raw_c, settings.score_scale),
-        "rejected_score_norm": normalise_score(raw_r, settings.score_scale),
-        "score_delta_raw": margin,
-        "score_delta_norm": margin / (settings.score_scale[1] - settings.score_scale[0]),
-        "chosen_raters": n_c,
-        "rejected_raters": n_r,
+        "chosen_score": ac.score,
+        "rejected_score": ar.score,
+        "chosen_score_norm": normalise_score(ac.score, settings.score_scale),
+        "rejected_score_norm": normalise_score(ar.score, settings.score_scale),
+        "score_delta_raw": ac.score - ar.score,
+        "score_delta_norm": (ac.score - ar.score) / span,
+        # The plain means of the ratings, whatever the aggregate (for reference only).
+        "chosen_score_mean": ac.mean,
+        "rejected_score_mean": ar.mean,
+        "chosen_raters": ac.raters,
+        "rejected_raters": ar.raters,
         "chosen_prompt": prompt,
         "rejected_prompt": rr.get("prompt", ""),
         "same_prompt": same_prompt,
@@ -393,22 +274,32 @@ def _row(settings, sid, scenario, chosen, rejected, rc, rr, raw_c, raw_r, margin
     return {"prompt": prompt, "chosen": yes, "rejected": no, "metadata": metadata}
 
 
+def split_by_group(
+    items: Sequence[T], group: Callable[[T], str], fraction: float, seed: int
+) -> tuple[list[T], list[T]]:
+    """(train, eval): whole groups (scenarios) are held out, ``ceil(fraction * groups)`` of them
+    chosen by ``seed``, so no group is in both. ``fraction`` 0 or a single group: all train."""
+    if fraction <= 0 or not items:
+        return list(items), []
+    groups = sorted({group(x) for x in items})
+    if len(groups) < 2:
+        return list(items), []
+    random.Random(seed).shuffle(groups)
+    n_eval = min(len(groups) - 1, max(1, math.ceil(fraction * len(groups))))
+    held = set(groups[:n_eval])
+    return [x for x in items if group(x) not in held], [x for x in items if group(x) in held]
+
+
 def _split(rows: list[dict[str, Any]], settings: PreferenceSettings):
     """Train/eval by scenario, so no scenario is in both."""
-    if settings.eval_fraction <= 0 or not rows:
-        return rows, []
-    scenarios = sorted({r["metadata"]["scenario_id"] for r in rows})
-    random.Random(settings.seed).shuffle(scenarios)
-    n_eval = max(1, math.ceil(settings.eval_fraction * len(scenarios))) if len(scenarios) > 1 else 0
-    held = set(scenarios[:n_eval])
-    return (
-        [r for r in rows if r["metadata"]["scenario_id"] not in held],
-        [r for r in rows if r["metadata"]["scenario_id"] in held],
-    )
+    return split_by_group(rows, lambda r: r["metadata"]["scenario_id"], settings.eval_fraction, settings.seed)
 
 
 def write_preferences(
-    result: PreferenceResult, output: str | os.PathLike[str], summary_path, eval_output=None
+    result: PreferenceResult,
+    output: str | os.PathLike[str],
+    summary_path: str | os.PathLike[str],
+    eval_output: str | os.PathLike[str] | None = None,
 ) -> None:
     write_jsonl(output, result.train)
     if eval_output is not None and result.eval:
