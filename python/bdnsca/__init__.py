@@ -15,6 +15,7 @@ from bdnsca.data.io import (
     read_run,
     write_run,
 )
+from bdnsca.eval.compare import CompareResult, compare
 from bdnsca.eval.metrics import bootstrap_ci, evaluate
 from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
 from bdnsca.retrieval.bm25 import build_index, search_run
@@ -39,6 +40,8 @@ __all__ = [
     "write_run",
     "bootstrap_ci",
     "evaluate",
+    "compare",
+    "CompareResult",
     "frontier_ratio",
     "pareto_frontier",
     "MiningResult",

@@ -11,6 +11,9 @@ pub enum Error {
     /// An index file that is truncated, corrupt, from another program or another version.
     #[error("{path}: {reason}")]
     IndexFile { path: PathBuf, reason: String },
+    /// An allocation the input asked for cannot be made (mapped onto MemoryError).
+    #[error("not enough memory for {0}")]
+    OutOfMemory(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -9,6 +9,7 @@ pub mod neardup;
 pub mod pareto;
 pub mod persist;
 pub mod scoring;
+pub mod stats;
 pub mod tokenizer;
 pub mod topk;
 

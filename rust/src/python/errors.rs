@@ -3,7 +3,7 @@
 //! index file, `FileNotFoundError` / `OSError` for I/O.
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyOSError, PyValueError};
 use pyo3::PyErr;
 
 use crate::error::Error;
@@ -26,6 +26,7 @@ impl From<Error> for PyErr {
         match e {
             Error::InvalidArgument(msg) => BdnscaError::new_err(msg),
             e @ Error::IndexFile { .. } => IndexFileError::new_err(e.to_string()),
+            e @ Error::OutOfMemory(_) => PyMemoryError::new_err(e.to_string()),
             Error::Io { path, source } => {
                 let msg = format!("{}: {}", path.display(), source);
                 if source.kind() == std::io::ErrorKind::NotFound {

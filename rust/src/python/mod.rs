@@ -11,6 +11,7 @@ mod metrics;
 mod mining;
 mod pareto;
 mod pool;
+mod stats;
 mod tokenizer;
 
 use pyo3::prelude::*;
@@ -22,10 +23,18 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tokenizer::Tokenizer>()?;
     m.add_class::<bm25::Bm25>()?;
     m.add_class::<mining::DocTexts>()?;
+    m.add_class::<mining::MiningParams>()?;
+    m.add_class::<mining::MiningOutput>()?;
     m.add_function(wrap_pyfunction!(metrics::evaluate_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(mining::mine, m)?)?;
     m.add_function(wrap_pyfunction!(pareto::pareto_frontier, m)?)?;
     m.add_function(wrap_pyfunction!(pareto::frontier_ratio, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::compare_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::bootstrap_means, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::sign_flip_means, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::adjust_p_values, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::wilson_interval, m)?)?;
+    m.add_function(wrap_pyfunction!(stats::student_t_two_sided, m)?)?;
     m.add("BdnscaError", m.py().get_type::<errors::BdnscaError>())?;
     m.add(
         "IndexFileError",

@@ -1,6 +1,6 @@
 //! Paired resampling statistics over numpy score matrices.
 
-use numpy::{PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -66,7 +66,7 @@ pub fn bootstrap_means<'py>(
     let (flat, n, cols) = matrix(&values)?;
     let out = py.detach(|| stats::bootstrap_means(flat, n, cols, resamples, seed))?;
     let arr = numpy::PyArray1::from_vec(py, out);
-    Ok(arr.reshape([resamples, cols])?)
+    arr.reshape([resamples, cols])
 }
 
 /// Column means with random sign flips of the rows (one draw shared by all columns), or all
@@ -84,17 +84,23 @@ pub fn sign_flip_means<'py>(
     let out = py.detach(|| stats::sign_flip_means(flat, n, cols, resamples, seed, exact))?;
     let draws = out.len() / cols.max(1);
     let arr = numpy::PyArray1::from_vec(py, out);
-    Ok(arr.reshape([draws, cols])?)
+    arr.reshape([draws, cols])
 }
 
 /// Multiple-comparison adjusted p-values: `method` is holm, bonferroni or none.
 #[pyfunction]
 #[pyo3(signature = (p_values, method="holm"))]
 pub fn adjust_p_values(p_values: Vec<f64>, method: &str) -> PyResult<Vec<f64>> {
-    if let Some(p) = p_values.iter().find(|p| !(p.is_nan() || (0.0..=1.0).contains(*p))) {
+    if let Some(p) = p_values
+        .iter()
+        .find(|p| !(p.is_nan() || (0.0..=1.0).contains(*p)))
+    {
         return Err(invalid(format!("p-values must lie in [0, 1], got {p}")));
     }
-    Ok(stats::adjust_p_values(&p_values, Correction::parse(method)?))
+    Ok(stats::adjust_p_values(
+        &p_values,
+        Correction::parse(method)?,
+    ))
 }
 
 /// Wilson score interval of `successes` out of `n` at normal quantile `z`.
@@ -110,7 +116,7 @@ pub fn wilson_interval(successes: u64, n: u64, z: f64) -> PyResult<(f64, f64)> {
 /// Two-sided p-value of Student's t statistic `t` with `df` degrees of freedom.
 #[pyfunction]
 pub fn student_t_two_sided(t: f64, df: f64) -> PyResult<f64> {
-    if !(df > 0.0) {
+    if df.is_nan() || df <= 0.0 {
         return Err(invalid(format!("df must be > 0, got {df}")));
     }
     Ok(stats::student_t_two_sided(t, df))
