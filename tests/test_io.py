@@ -1,10 +1,14 @@
-"""Readers and writers: every bad input names its file, line and field; writes are atomic."""
+"""Readers and writers: every bad input names its file, line and field; runs keep float32
+precision and the tie rule; atomic writes are tested in test_atomic.py."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bdnsca
 from bdnsca.data import io
@@ -101,35 +105,217 @@ def test_beir_folder(tmp_path):
     assert qs[0].text == "alpha?" and qs[0].relevant == {"d1": 1}
 
 
+# float32 values a 6-decimal or float64-repr writer gets wrong: digits beyond the 6th decimal,
+# tiny and huge magnitudes, neighbours one ulp apart, a subnormal, a negative score
+F32_SCORES = [
+    0.1234567,
+    1e-8,
+    12345.678,
+    3.4028235e38,
+    1.1754944e-38,
+    1e-45,
+    -2.5e-7,
+    1.0000001,
+    1.0000002,
+    7.0,
+]
+
+
+def f32(x) -> np.float32:
+    return np.float32(x)
+
+
 @pytest.mark.parametrize("name", ["run.trec", "run.jsonl"])
-def test_run_round_trip(tmp_path, name):
-    run = {"q1": {"a": 2.5, "b": 1.0, "c": 2.5}, "q2": {"x": 0.125}}
+def test_run_round_trip_keeps_every_float32_bit(tmp_path, name):
+    docs = {f"d{i}": float(f32(s)) for i, s in enumerate(F32_SCORES)}
+    run = {"q1": docs, "q2": {"x": float(f32(0.1))}, "q3": {}}
     io.write_run(tmp_path / name, run)
-    assert io.read_run(tmp_path / name) == run
+    back = io.read_run(tmp_path / name)
+    assert set(back) == ({"q1", "q2", "q3"} if name.endswith(".jsonl") else {"q1", "q2"})
+    for q in ("q1", "q2"):
+        assert set(back[q]) == set(run[q])
+        for d, s in run[q].items():
+            assert f32(back[q][d]) == f32(s), (d, s, back[q][d])
 
 
-def test_trec_run_order_and_errors(tmp_path):
-    io.write_run(tmp_path / "r.trec", {"q": {"b": 1.0, "a": 1.0, "c": 3.0}})
+@pytest.mark.parametrize("name", ["run.trec", "run.jsonl"])
+def test_scores_are_written_in_shortest_round_trip_form(tmp_path, name):
+    io.write_run(tmp_path / name, {"q": {"a": float(f32(0.1234567)), "b": float(f32(1e-8))}})
+    text = (tmp_path / name).read_text()
+    # the float32 nearest 0.1234567 is 0.12345670163631439 as a float64: only the short form
+    assert "0.1234567 " in text or "0.1234567}" in text
+    assert "1e-08" in text
+    assert "0.12345670" not in text
+
+
+@settings(max_examples=500, deadline=None)
+@given(x=st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_every_finite_float32_reads_back_bit_for_bit(x):
+    text = io.format_score(x)
+    # read as a float64 (what read_run and trec_eval's atof do), then ranked as a float32
+    assert np.float32(float(text)).tobytes() == np.float32(x).tobytes(), text
+    assert json.loads(text) == float(text)  # valid JSON for the JSONL writer
+    # shortest: dropping the last significant digit no longer reads back as the same float32
+    mantissa, _, exponent = text.partition("e")
+    digits = mantissa.replace("-", "").replace(".", "").lstrip("0")
+    if len(digits) > 1 and not mantissa.endswith(".0"):
+        shorter = mantissa[:-1] + (f"e{exponent}" if exponent else "")
+        assert np.float32(float(shorter)) != np.float32(x), (text, shorter)
+
+
+def test_writing_creates_no_new_ties(tmp_path):
+    # 1.0000001 and 1.0000002 are neighbouring float32 values; at 6 decimals both are 1.000000,
+    # and the tie rule would then put "z" first.
+    run = {"q": {"z": float(f32(1.0000001)), "a": float(f32(1.0000002))}}
+    qrels = {"q": {"a": 1}}
+    io.write_run(tmp_path / "r.trec", run)
+    assert [ln.split()[2] for ln in (tmp_path / "r.trec").read_text().splitlines()] == ["a", "z"]
+    assert bdnsca.evaluate(qrels, io.read_run(tmp_path / "r.trec"), ["mrr"])["mrr"] == 1.0
+
+
+def tie_rule_reference(docs: dict[str, float]) -> list[str]:
+    """Score descending as float32, then doc id descending by UTF-8 bytes (trec_eval's order)."""
+    return sorted(docs, key=lambda d: (float(f32(docs[d])), d.encode("utf-8")), reverse=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    docs=st.dictionaries(
+        st.text(alphabet="abAB0é€😀", min_size=1, max_size=4),
+        st.sampled_from([0.0, 0.5, 1.0, 1.0000001, 2.25, 1e-8, -3.0, 12345.678]),
+        max_size=25,
+    ),
+    fmt=st.sampled_from(["trec", "jsonl"]),
+)
+def test_written_order_is_the_tie_rule(tmp_path_factory, docs, fmt):
+    path = tmp_path_factory.mktemp("w") / f"r.{fmt}"
+    io.write_run(path, {"q": docs})
+    back = io.read_run(path)
+    want = tie_rule_reference(docs)
+    if docs:
+        assert list(back["q"]) == want  # the reader keeps file order
+    if fmt == "trec" and docs:
+        ranks = [int(ln.split()[3]) for ln in path.read_text(encoding="utf-8").splitlines()]
+        assert ranks == list(range(1, len(docs) + 1))
+
+
+def test_a_ranking_in_tie_rule_order_is_written_line_for_line(tmp_path):
+    # what search returns: ties already by doc id descending; written unchanged
+    ranked = {"q": {"b": 2.0, "zz": 1.0, "z": 1.0, "a": 1.0, "y": 0.5}}
+    io.write_run(tmp_path / "r.trec", ranked)
     lines = (tmp_path / "r.trec").read_text().splitlines()
-    assert [ln.split()[2] for ln in lines] == ["c", "a", "b"]
-    assert lines[0].split()[3] == "1"
+    assert lines == [
+        "q Q0 b 1 2.0 bdnsca",
+        "q Q0 zz 2 1.0 bdnsca",
+        "q Q0 z 3 1.0 bdnsca",
+        "q Q0 a 4 1.0 bdnsca",
+        "q Q0 y 5 0.5 bdnsca",
+    ]
+
+
+def test_reader_keeps_file_order(tmp_path):
+    p = write(tmp_path / "r.trec", "q Q0 low 1 0.5 t\nq Q0 high 2 9.0 t\nq Q0 mid 3 2.0 t\n")
+    assert list(io.read_run(p)["q"]) == ["low", "high", "mid"]
+
+
+@pytest.mark.parametrize("score", ["nan", "NaN", "inf", "-inf", "Infinity", "1e999"])
+def test_non_finite_score_in_trec_run_names_file_and_line(tmp_path, score):
+    p = write(tmp_path / "bad.trec", f"q Q0 a 1 0.5 t\nq Q0 b 2 {score} t\n")
+    with pytest.raises(bdnsca.DataError, match=r"bad.trec:2: score .* is not finite"):
+        io.read_run(p)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"query_id": "q", "results": [{"doc_id": "a", "score": 1.0}, {"doc_id": "b", "score": NaN}]}',
+        '{"query_id": "q", "doc_id": "b", "score": Infinity}',
+        '{"query_id": "q", "doc_id": "b", "score": -1e999}',
+    ],
+)
+def test_non_finite_score_in_jsonl_run_names_file_and_line(tmp_path, line):
+    p = write(tmp_path / "bad.jsonl", '{"query_id": "q0", "doc_id": "a", "score": 1}\n' + line + "\n")
+    with pytest.raises(bdnsca.DataError, match=r"bad.jsonl:2: score .* of 'b' is not finite"):
+        io.read_run(p)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e39])
+@pytest.mark.parametrize("name", ["r.trec", "r.jsonl"])
+def test_writer_refuses_scores_trec_eval_cannot_rank(tmp_path, bad, name):
+    with pytest.raises(bdnsca.BdnscaError, match=r"query 'q', document 'b': score .* (not finite|float32)"):
+        io.write_run(tmp_path / name, {"q": {"a": 1.0, "b": bad}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_document_listed_twice_is_an_error(tmp_path):
+    p = write(tmp_path / "r.trec", "q Q0 a 1 2.0 t\nq Q0 b 2 1.0 t\nq Q0 a 3 0.5 t\n")
+    with pytest.raises(bdnsca.DataError, match=r"r.trec:3: document 'a' is listed twice for query 'q'"):
+        io.read_run(p)
+
+
+def test_trec_writer_refuses_ids_with_whitespace(tmp_path):
+    with pytest.raises(bdnsca.BdnscaError, match=r"document id 'a b' cannot be written to a TREC run"):
+        io.write_run(tmp_path / "r.trec", {"q": {"a b": 1.0}})
+    io.write_run(tmp_path / "r.jsonl", {"q": {"a b": 1.0}})  # JSONL holds any id
+    assert io.read_run(tmp_path / "r.jsonl") == {"q": {"a b": 1.0}}
+
+
+def test_trec_run_errors(tmp_path):
     bad = write(tmp_path / "bad.trec", "q Q0 a 1 0.5 tag\nq Q0 b 2 oops tag\n")
     with pytest.raises(bdnsca.DataError, match=r"bad.trec:2: score 'oops'"):
         io.read_run(bad)
+    bad = write(tmp_path / "five.trec", "q Q0 a 1 0.5\n")
+    with pytest.raises(bdnsca.DataError, match=r"five.trec:1: expected 6 fields"):
+        io.read_run(bad)
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    target = tmp_path / "out.jsonl"
-    io.write_jsonl(target, [{"a": 1}])
+# --------------------------------------------------------------------- text that is not UTF-8
 
-    def rows():
-        yield {"a": 2}
-        raise RuntimeError("boom")
+LATIN1 = "caf\xe9".encode("latin-1")  # b"caf\xe9": not UTF-8
 
-    with pytest.raises(RuntimeError):
-        io.write_jsonl(target, rows())
-    assert target.read_text() == '{"a": 1}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+@pytest.mark.parametrize(
+    "name, good, bad, reader",
+    [
+        (
+            "c.jsonl",
+            b'{"doc_id": "a", "text": "x"}\n',
+            b'{"doc_id": "b", "text": "' + LATIN1 + b'"}\n',
+            "corpus",
+        ),
+        (
+            "g.jsonl",
+            b'{"query_id": "q", "query": "x"}\n',
+            b'{"query_id": "r", "query": "' + LATIN1 + b'"}\n',
+            "queries",
+        ),
+        ("q.txt", b"1 0 d1 1\n", b"1 0 " + LATIN1 + b" 1\n", "qrels"),
+        ("q.tsv", b"query-id\tcorpus-id\tscore\n", b"1\t" + LATIN1 + b"\t1\n", "qrels"),
+        ("r.trec", b"q Q0 a 1 1.0 t\n", b"q Q0 " + LATIN1 + b" 2 0.5 t\n", "run"),
+        (
+            "r.jsonl",
+            b'{"query_id": "q", "doc_id": "a", "score": 1}\n',
+            b'{"query_id": "q", "doc_id": "' + LATIN1 + b'", "score": 1}\n',
+            "run",
+        ),
+    ],
+)
+def test_text_that_is_not_utf8_names_file_line_and_column(tmp_path, name, good, bad, reader):
+    p = tmp_path / name
+    p.write_bytes(good + bad)
+    read = {"corpus": io.read_corpus, "queries": io.read_queries, "qrels": io.read_qrels, "run": io.read_run}
+    with pytest.raises(
+        bdnsca.DataError, match=rf"{name}:2: not UTF-8 text \(byte 0xe9 at column \d+\)"
+    ) as info:
+        read[reader](p)
+    assert "\n" not in str(info.value)
+    col = int(str(info.value).split("column ")[1].split(")")[0])
+    assert bad.decode("latin-1")[col - 1] == "\xe9"
+
+
+def test_utf8_text_beyond_ascii_reads_back(tmp_path):
+    p = write(tmp_path / "c.jsonl", '{"doc_id": "ж", "text": "Ёлка 😀 naïve"}\n')
+    assert io.read_corpus(p).documents[0].text == "Ёлка 😀 naïve"
 
 
 def test_missing_file():

@@ -71,10 +71,15 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title
 @click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
 @click.option("--tag", default="bdnsca", show_default=True, help="Run tag (TREC column 6).")
 def search_cmd(index_path, queries, output, k, threads, tag) -> None:
-    """Search an index with every query and write a run."""
+    """Search an index with every query and write a run.
+
+    The run is streamed to the file batch by batch (written to a temporary file, renamed at the
+    end). Each query's documents are in the order search ranks them: score descending, ties by
+    document id descending (trec_eval's order, the one `evaluate` scores); scores are written
+    with full float32 precision."""
     from bdnsca._core import BM25
-    from bdnsca.data.io import read_queries, write_run
-    from bdnsca.retrieval.bm25 import search_run
+    from bdnsca.data.io import read_queries
+    from bdnsca.retrieval.bm25 import search_to_file
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
@@ -82,19 +87,14 @@ def search_cmd(index_path, queries, output, k, threads, tag) -> None:
     t0 = time.perf_counter()
     bm25 = BM25.load(index_path)
     qs = read_queries(queries)
-    run: dict[str, dict[str, float]] = {}
-    batch = 4096
     with _progress() as bar:
         task = bar.add_task("searching", total=len(qs))
-        for start in range(0, len(qs), batch):
-            chunk = qs[start : start + batch]
-            run.update(search_run(bm25, chunk, k=k, threads=threads))
-            bar.advance(task, len(chunk))
-    write_run(output, run, tag=tag)
-    empty = sum(1 for v in run.values() if not v)
+        summary = search_to_file(
+            bm25, qs, output, k=k, threads=threads, tag=tag, progress=lambda n: bar.advance(task, n)
+        )
     con.print(
-        f"searched {len(qs):,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
-        + (f"; {empty} queries had no known term" if empty else "")
+        f"searched {summary.queries:,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
+        + (f"; {summary.empty} queries had no known term" if summary.empty else "")
     )
 
 
@@ -114,7 +114,11 @@ def search_cmd(index_path, queries, output, k, threads, tag) -> None:
 @click.option("--bootstrap", default=1000, show_default=True, type=int, help="Bootstrap resamples (0: none).")
 @click.option("--seed", default=0, show_default=True, type=int)
 def evaluate_cmd(qrels, run_path, metrics, output, bootstrap, seed) -> None:
-    """Score a run against judgements: a table of means with 95% bootstrap intervals, and JSON."""
+    """Score a run against judgements: a table of means with 95% bootstrap intervals, and JSON.
+
+    Each query's documents are ranked by score descending (scores compared as float32), ties
+    by document id descending (UTF-8 bytes): trec_eval's order, the one `search` writes; the
+    order of lines in the run file does not matter. A NaN or infinite score is an error."""
     import warnings
 
     from rich.table import Table

@@ -7,24 +7,44 @@ queries and qrels TSV, TREC qrels. Runs: TREC run files and JSONL.
 
 Every reader raises :class:`~bdnsca.errors.DataError` naming the file and line of bad input.
 Every writer is atomic: a temporary file in the same folder, then a rename.
+
+This module is the one import for all of it: the atomic writer lives in
+:mod:`bdnsca.data.atomic`, the line readers in :mod:`bdnsca.data.lines` and run files (with the
+project's tie rule) in :mod:`bdnsca.data.runs`; their names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from bdnsca.data.atomic import (
+    atomic_write,
+    current_umask,
+    file_sha256,
+    fsync_dir,
+    umask_mode,
+    write_json,
+    write_jsonl,
+)
+from bdnsca.data.lines import id_field, iter_jsonl, iter_lines
+from bdnsca.data.runs import (
+    TIE_RULE,
+    Run,
+    RunWriter,
+    format_score,
+    open_run_writer,
+    read_run,
+    tie_rule_order,
+    write_jsonl_run,
+    write_run,
+    write_trec_run,
+)
 from bdnsca.errors import DataError
 
 Qrels = dict[str, dict[str, int]]
-Run = dict[str, dict[str, float]]
 
 
 @dataclass
@@ -67,94 +87,6 @@ class Corpus:
 
     def by_id(self) -> dict[str, Document]:
         return {d.doc_id: d for d in self.documents}
-
-
-# ----------------------------------------------------------------------------- atomic writes
-
-
-def umask_mode(base: int) -> int:
-    """``base`` as the process umask leaves it: the mode open() or mkdir() would give."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return base & ~umask
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp makes the file private (0600); the result gets the mode a plain open() would.
-    os.chmod(tmp, umask_mode(0o666))
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    with atomic_write(path) as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False, allow_nan=False)
-        f.write("\n")
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: Any) -> int:
-    n = 0
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, allow_nan=False))
-            f.write("\n")
-            n += 1
-    return n
-
-
-# ----------------------------------------------------------------------------- JSONL
-
-
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yields (line number, object) for each non-blank line; a bad line raises DataError."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
-
-
-def id_field(obj: dict[str, Any], names: tuple[str, ...], path: Path, lineno: int) -> str:
-    for name in names:
-        if name in obj and obj[name] is not None:
-            value = obj[name]
-            if isinstance(value, bool) or not isinstance(value, str | int):
-                raise DataError(path, lineno, f"field {name!r} must be a string, got {type(value).__name__}")
-            value = str(value)
-            if not value:
-                raise DataError(path, lineno, f"field {name!r} is empty")
-            return value
-    raise DataError(path, lineno, f"missing field {' or '.join(repr(n) for n in names)}")
 
 
 def _text_field(obj: dict[str, Any], name: str, path: Path, lineno: int, required: bool = True) -> str:
@@ -306,102 +238,60 @@ def read_qrels(path: str | os.PathLike[str]) -> Qrels:
     if path.suffix == ".jsonl":
         return queries_to_qrels(read_queries(path))
     qrels: Qrels = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if lineno == 1 and parts[0].lower() in ("query-id", "query_id", "qid"):
-                continue  # BEIR header
-            if len(parts) == 4:
-                qid, _, doc, rel = parts
-            elif len(parts) == 3:
-                qid, doc, rel = parts
-            else:
-                raise DataError(
-                    path,
-                    lineno,
-                    f"expected 'query iteration doc relevance' (TREC) or 'query doc relevance' (BEIR), "
-                    f"got {len(parts)} fields",
-                )
-            try:
-                grade = int(rel) if "." not in rel else int(float(rel))
-            except ValueError:
-                raise DataError(path, lineno, f"relevance {rel!r} is not an integer") from None
-            qrels.setdefault(qid, {})[doc] = grade
+    for lineno, line in iter_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if lineno == 1 and parts[0].lower() in ("query-id", "query_id", "qid"):
+            continue  # BEIR header
+        if len(parts) == 4:
+            qid, _, doc, rel = parts
+        elif len(parts) == 3:
+            qid, doc, rel = parts
+        else:
+            raise DataError(
+                path,
+                lineno,
+                f"expected 'query iteration doc relevance' (TREC) or 'query doc relevance' (BEIR), "
+                f"got {len(parts)} fields",
+            )
+        try:
+            grade = int(rel) if "." not in rel else int(float(rel))
+        except (ValueError, OverflowError):
+            raise DataError(path, lineno, f"relevance {rel!r} is not an integer") from None
+        qrels.setdefault(qid, {})[doc] = grade
     if not qrels:
         raise DataError(path, None, "no judgements in the file")
     return qrels
 
 
-# ----------------------------------------------------------------------------- runs
-
-
-def read_run(path: str | os.PathLike[str]) -> Run:
-    """Reads a run: TREC format (``qid Q0 docid rank score tag``) or JSONL, either one row
-    per result (``query_id, doc_id, score``) or one row per query with ``results``
-    (a list of ``{doc_id, score}``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    run: Run = {}
-    if path.suffix == ".jsonl":
-        for lineno, obj in iter_jsonl(path):
-            qid = id_field(obj, ("query_id", "qid"), path, lineno)
-            results = obj.get("results")
-            rows = results if isinstance(results, list) else [obj]
-            bucket = run.setdefault(qid, {})
-            for row in rows:
-                if not isinstance(row, dict):
-                    raise DataError(path, lineno, "each entry of 'results' must be an object")
-                doc = id_field(row, ("doc_id", "_id"), path, lineno)
-                score = row.get("score")
-                if isinstance(score, bool) or not isinstance(score, int | float):
-                    raise DataError(path, lineno, f"field 'score' of {doc!r} must be a number")
-                bucket[doc] = float(score)
-        return run
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise DataError(
-                    path, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}"
-                )
-            try:
-                score = float(parts[4])
-            except ValueError:
-                raise DataError(path, lineno, f"score {parts[4]!r} is not a number") from None
-            run.setdefault(parts[0], {})[parts[2]] = score
-    return run
-
-
-def write_trec_run(path: str | os.PathLike[str], run: Run, tag: str = "bdnsca") -> None:
-    """Writes a TREC run, each query's documents by score descending (ties: doc id ascending)."""
-    with atomic_write(path) as f:
-        for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
-            for rank, (doc, score) in enumerate(ranked, 1):
-                f.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
-
-
-def write_jsonl_run(path: str | os.PathLike[str], run: Run) -> None:
-    rows = (
-        {
-            "query_id": qid,
-            "results": [
-                {"doc_id": d, "score": s} for d, s in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
-            ],
-        }
-        for qid, docs in run.items()
-    )
-    write_jsonl(path, rows)
-
-
-def write_run(path: str | os.PathLike[str], run: Run, tag: str = "bdnsca") -> None:
-    """Writes JSONL when ``path`` ends in .jsonl, else TREC."""
-    if str(path).endswith(".jsonl"):
-        write_jsonl_run(path, run)
-    else:
-        write_trec_run(path, run, tag)
+__all__ = [
+    "TIE_RULE",
+    "Corpus",
+    "Document",
+    "Qrels",
+    "Query",
+    "Run",
+    "RunWriter",
+    "atomic_write",
+    "current_umask",
+    "file_sha256",
+    "format_score",
+    "fsync_dir",
+    "id_field",
+    "iter_jsonl",
+    "iter_lines",
+    "open_run_writer",
+    "queries_to_qrels",
+    "read_corpus",
+    "read_qrels",
+    "read_queries",
+    "read_run",
+    "tie_rule_order",
+    "umask_mode",
+    "write_json",
+    "write_jsonl",
+    "write_jsonl_run",
+    "write_run",
+    "write_trec_run",
+]
