@@ -1,13 +1,22 @@
-"""Per-query metric values equal pytrec_eval's (trec_eval's) to 1e-9."""
+"""Per-query metric values equal pytrec_eval's (trec_eval's) to 1e-9; metric invariants hold on
+random runs (bounds, monotonicity in k, the tie rule); bootstrap intervals equal a reference
+computation and stay within memory."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bdnsca
+from bdnsca.eval import metrics
 
-pytrec_eval = pytest.importorskip("pytrec_eval")
+
+def trec():
+    """pytrec_eval (trec_eval's own code), the reference; skips the calling test without it."""
+    return pytest.importorskip("pytrec_eval", reason="pytrec_eval is the reference implementation")
+
 
 # ours -> trec_eval measure (parameterised) and the key it reports
 PAIRS = {
@@ -51,6 +60,7 @@ def random_case(seed: int, n_queries: int = 60):
 
 
 def assert_parity(qrels, run):
+    pytrec_eval = trec()
     ev = pytrec_eval.RelevanceEvaluator(qrels, {m for m, _ in PAIRS.values()})
     ref = ev.evaluate(run)
     means, per_query = bdnsca.evaluate(qrels, run, list(PAIRS), per_query=True)
@@ -65,6 +75,7 @@ def assert_parity(qrels, run):
 
 def assert_cut_parity(qrels, run, k):
     """mrr@k and hit@k equal trec_eval's on the run truncated (in trec_eval's order) at k."""
+    pytrec_eval = trec()
     cut = {q: {d: docs[d] for d in trec_order(docs)[:k]} for q, docs in run.items()}
     ref = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank", "P.1"}).evaluate(cut)
     _, per_query = bdnsca.evaluate(qrels, run, [f"mrr@{k}"], per_query=True)
@@ -85,7 +96,7 @@ def test_float32_ties_break_by_doc_id_descending():
     qrels = {"q": {"a": 1, "b": 0}}
     # equal as float32, different as float64: trec_eval sees a tie and ranks "b" first
     run = {"q": {"a": 1.0, "b": 1.0 + 1e-12}}
-    ref = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run)
+    ref = trec().RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run)
     assert bdnsca.evaluate(qrels, run, ["mrr"])["mrr"] == ref["q"]["recip_rank"] == 0.5
 
 
@@ -134,11 +145,135 @@ def test_bad_value_types_are_type_errors():
         bdnsca.evaluate({"q": {"a": 1}}, {"q": [1, 2]}, ["map"])
 
 
-def test_bootstrap_interval_brackets_mean():
-    rng = np.random.default_rng(0)
-    values = rng.random((200, 2))
-    ci = bdnsca.bootstrap_ci(values, 500, seed=1)
-    assert ci.shape == (2, 2)
-    for j in range(2):
-        assert ci[j, 0] < values[:, j].mean() < ci[j, 1]
-    np.testing.assert_array_equal(ci, bdnsca.bootstrap_ci(values, 500, seed=1))
+# ----------------------------------------------------------------------------- properties
+
+DOC_IDS = [f"d{i}" for i in range(10)] + ["Z", "a", "é", "€x"]  # byte order != letter order
+SCORES = [-1.0, 0.0, 0.5, 1.0, 1.5, 2.0]  # a coarse grid: ties everywhere
+
+
+@st.composite
+def qrels_and_run(draw):
+    qrels, run = {}, {}
+    for q in range(draw(st.integers(1, 4))):
+        qid = f"q{q}"
+        qrels[qid] = draw(
+            st.dictionaries(st.sampled_from(DOC_IDS), st.integers(-1, 3), min_size=1, max_size=8)
+        )
+        if q == 0 or draw(st.integers(0, 5)) > 0:  # sometimes a query the run lacks
+            run[qid] = draw(
+                st.dictionaries(st.sampled_from(DOC_IDS), st.sampled_from(SCORES), min_size=1, max_size=14)
+            )
+    return qrels, run
+
+
+CUTS = [1, 2, 3, 5, 10, 20]
+MONOTONE = ["recall", "hit", "mrr", "map"]  # ndcg@k and precision@k can fall as k grows
+BOUNDED = [f"{m}@{k}" for m in ("ndcg", "ndcg_exp", "recall", "precision", "hit", "mrr", "map") for k in CUTS]
+BOUNDED += ["map", "mrr", "ndcg", "r-precision"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=qrels_and_run())
+def test_random_runs_equal_pytrec_eval(case):
+    qrels, run = case
+    assert_parity(qrels, run)
+    for k in (1, 2, 5):
+        assert_cut_parity(qrels, run, k)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=qrels_and_run())
+def test_values_lie_in_unit_interval_and_grow_with_k_where_they_must(case):
+    qrels, run = case
+    _, per_query = bdnsca.evaluate(qrels, run, BOUNDED, per_query=True)
+    for qid, values in per_query.items():
+        for name, v in values.items():
+            assert 0.0 <= v <= 1.0 + 1e-12, (qid, name, v)
+        for m in MONOTONE:
+            series = [values[f"{m}@{k}"] for k in CUTS]
+            assert all(a <= b + 1e-12 for a, b in zip(series, series[1:], strict=False)), (qid, m, series)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=qrels_and_run(), seed=st.integers(0, 2**32 - 1))
+def test_order_of_tied_documents_in_the_input_does_not_matter(case, seed):
+    # the tie rule (score, then doc id descending) decides the ranking, not the dict's order;
+    # an order-preserving change of scores that keeps ties changes nothing either
+    qrels, run = case
+    rng = np.random.default_rng(seed)
+    shuffled = {}
+    for q, docs in run.items():
+        items = list(docs.items())
+        order = rng.permutation(len(items))
+        shuffled[q] = {items[i][0]: 3.0 * items[i][1] + 7.0 for i in order}
+    names = BOUNDED
+    assert bdnsca.evaluate(qrels, run, names, per_query=True) == bdnsca.evaluate(
+        qrels, shuffled, names, per_query=True
+    )
+
+
+def test_tie_rule_hand_checked():
+    # "b" and "a" tie at 1.0: "b" ranks first (doc id descending), then "a"; "é" (0xC3 0xA9)
+    # sorts after "z" by bytes, so among ties at 0.5 it comes before "z".
+    qrels = {"q": {"a": 1, "z": 1}}
+    run = {"q": {"a": 1.0, "b": 1.0, "z": 0.5, "é": 0.5}}
+    _, pq = bdnsca.evaluate(qrels, run, ["mrr", "precision@2", "recall@3", "map"], per_query=True)
+    # ranking: b, a, é, z -> first relevant at 2; P@2 = 1/2; R@3 = 1/2; AP = (1/2 + 2/4) / 2
+    assert pq["q"] == {"mrr": 0.5, "precision@2": 0.5, "recall@3": 0.5, "map": 0.5}
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_reference(values: np.ndarray, n_resamples: int, seed: int, confidence: float) -> np.ndarray:
+    """The textbook method in one piece: all resample indices at once, their row means, the
+    percentile interval."""
+    values = values if values.ndim == 2 else values[:, None]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_resamples, len(values)))
+    means = values[idx].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    return np.quantile(means, [alpha, 1 - alpha], axis=0).T
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 5_000, 64 << 20])
+@pytest.mark.parametrize("shape", [(37,), (101, 3), (250, 7)])
+def test_bootstrap_equals_the_unchunked_reference(monkeypatch, chunk_bytes, shape):
+    monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK_BYTES", chunk_bytes)
+    values = np.random.default_rng(5).random(shape)
+    got = bdnsca.bootstrap_ci(values, 333, seed=11, confidence=0.9)
+    np.testing.assert_array_equal(got, bootstrap_reference(values, 333, 11, 0.9))
+
+
+def test_bootstrap_hand_checked_cases():
+    # a constant column has a zero-width interval at the constant
+    np.testing.assert_array_equal(bdnsca.bootstrap_ci(np.full(50, 0.25), 200), [[0.25, 0.25]])
+    # one row: every resample is that row
+    np.testing.assert_array_equal(bdnsca.bootstrap_ci(np.array([[0.1, 0.9]]), 10), [[0.1, 0.1], [0.9, 0.9]])
+    assert np.isnan(bdnsca.bootstrap_ci(np.zeros((0, 2)), 10)).all()
+
+
+def _peak_bytes(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_bootstrap_memory_does_not_grow_with_resamples_times_rows():
+    # 20k rows x 7 metrics x 200 resamples: all at once is 20k*200*8*8 = 256 MB of indices and
+    # gathered rows; in chunks it is bounded by BOOTSTRAP_CHUNK_BYTES (64 MB)
+    values = np.random.default_rng(0).random((20_000, 7))
+    peak = _peak_bytes(lambda: bdnsca.bootstrap_ci(values, 200, seed=1))
+    assert peak < 100e6, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.slow
+def test_bootstrap_at_100k_queries_and_7_metrics_stays_under_200_mb():
+    values = np.random.default_rng(0).random((100_000, 7))
+    peak = _peak_bytes(lambda: bdnsca.bootstrap_ci(values, 1000, seed=1))
+    assert peak < 200e6, f"peak {peak / 1e6:.0f} MB"

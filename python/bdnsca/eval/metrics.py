@@ -70,8 +70,11 @@ def evaluate(
     """Mean of each metric over the queries in ``qrels`` (a query the run lacks scores 0).
 
     Metric names: ``mrr@k``, ``ndcg@k``, ``ndcg_exp@k``, ``recall@k``, ``precision@k``, ``hit@k``,
-    ``map``, ``map@k``, ``r-precision``. Per-query values equal trec_eval's (pytrec_eval's): the run
-    is sorted by score descending, ties by document id descending; relevance > 0 is relevant.
+    ``map``, ``map@k``, ``r-precision``. Per-query values equal trec_eval's (pytrec_eval's);
+    relevance > 0 is relevant. Each query's documents are ranked by the project's one tie rule
+    (:data:`bdnsca.data.io.TIE_RULE`): score descending, compared as float32, then document id
+    descending (UTF-8 bytes), whatever order the dict holds; the order ``BM25.search`` returns
+    and the run writers write. A NaN or infinite score is a BdnscaError naming query and document.
     With ``per_query=True`` returns ``(means, {query_id: {metric: value}})``.
     """
     qids, names, values = evaluate_matrix(qrels, run, metrics)
@@ -82,21 +85,41 @@ def evaluate(
     return means, {q: dict(zip(names, row, strict=True)) for q, row in zip(qids, rows, strict=True)}
 
 
+BOOTSTRAP_CHUNK_BYTES = 64 << 20
+"""Working memory of one chunk of bootstrap resamples (indices plus gathered values)."""
+
+
 def bootstrap_ci(
     values: np.ndarray, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> np.ndarray:
-    """Percentile bootstrap interval of the mean of each column; returns (n_columns, 2)."""
+    """Percentile bootstrap interval of the mean of each column; returns (n_columns, 2).
+
+    Resample ``r`` draws ``n`` row indices with ``np.random.default_rng(seed).integers(0, n)``,
+    resamples in order, and takes the column means of those rows; the interval is the
+    ``(1 - confidence) / 2`` and ``1 - (1 - confidence) / 2`` quantiles of the ``n_resamples``
+    means. The resamples are drawn and reduced in chunks of at most
+    :data:`BOOTSTRAP_CHUNK_BYTES` of working memory, so 100k rows x 7 metrics needs tens of MB,
+    not the (n_resamples, n, n_columns) array; the result does not depend on the chunking.
+    """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
-    n = values.shape[0]
+    if values.ndim != 2:
+        raise BdnscaError(f"values must be 1-D or 2-D, got shape {values.shape}")
+    n, m = values.shape
     if n == 0 or n_resamples <= 0:
-        return np.full((values.shape[1], 2), np.nan)
+        return np.full((m, 2), np.nan)
+    if not 0 < confidence < 1:
+        raise BdnscaError(f"confidence must be in (0, 1), got {confidence}")
     rng = np.random.default_rng(seed)
-    means = np.empty((n_resamples, values.shape[1]))
-    for start in range(0, n_resamples, 256):
-        stop = min(start + 256, n_resamples)
+    # per resample: n int64 indices and the (n, m) gathered rows
+    per_resample = n * 8 * (1 + m)
+    chunk = int(max(1, min(n_resamples, BOOTSTRAP_CHUNK_BYTES // per_resample)))
+    means = np.empty((n_resamples, m))
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
         means[start:stop] = values[idx].mean(axis=1)
+        del idx
     alpha = (1.0 - confidence) / 2.0
     return np.quantile(means, [alpha, 1.0 - alpha], axis=0).T
