@@ -1,9 +1,12 @@
-"""pareto_frontier equals a brute-force frontier; frontier_ratio on hand-checked cases."""
+"""pareto_frontier and frontier_ratio equal brute-force computations (fixed and hypothesis-drawn
+inputs with ties, duplicates and NaN) and hand-checked cases."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bdnsca
 
@@ -94,3 +97,86 @@ def test_large_inputs_take_the_parallel_path_and_stay_exact(d):
         covered |= dominated_by_f
         assert not ((p <= f).all(axis=1) & (p < f).any(axis=1) & valid).any()
     assert covered[valid].all()
+
+
+# ----------------------------------------------------------------------------- properties
+
+GRID = st.sampled_from([0.0, 1.0, 2.0, 3.0, -1.5, float("nan")])  # ties, duplicates, NaN
+
+
+@st.composite
+def point_sets(draw):
+    d = draw(st.integers(1, 4))
+    n = draw(st.integers(0, 40))
+    rows = draw(st.lists(st.lists(GRID, min_size=d, max_size=d), min_size=n, max_size=n))
+    points = np.array(rows, dtype=float).reshape(n, d)
+    maximize = draw(st.lists(st.booleans(), min_size=d, max_size=d))
+    return points, maximize
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=point_sets())
+def test_frontier_equals_brute_force_on_any_point_set(case):
+    points, maximize = case
+    assert bdnsca.pareto_frontier(points, maximize).tolist() == brute_frontier(points, maximize)
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=point_sets(), flip=st.integers(0, 3))
+def test_frontier_rows_dominate_every_other_valid_row(case, flip):
+    # independent of the brute force: no frontier row is dominated, every valid row off the
+    # frontier is dominated by some frontier row, and maximising a column equals minimising
+    # its negation
+    points, maximize = case
+    got = bdnsca.pareto_frontier(points, maximize)
+    d = points.shape[1]
+    j = flip % d
+    negated = points.copy()
+    negated[:, j] = -negated[:, j]
+    flipped = list(maximize)
+    flipped[j] = not flipped[j]
+    assert bdnsca.pareto_frontier(negated, flipped).tolist() == got.tolist()
+    p = points * np.where(maximize, -1.0, 1.0)
+    valid = ~np.isnan(p).any(axis=1)
+    on = np.zeros(len(p), dtype=bool)
+    on[got] = True
+    for i in range(len(p)):
+        if not valid[i]:
+            assert not on[i]
+            continue
+        dominators = valid & (p <= p[i]).all(axis=1) & (p < p[i]).any(axis=1)
+        assert on[i] == (not dominators.any())
+
+
+def brute_ratio(latency: list[float], quality: list[float]) -> list[float]:
+    out = []
+    for lat, q in zip(latency, quality, strict=True):
+        if np.isnan(lat) or np.isnan(q):
+            out.append(float("nan"))
+            continue
+        best = min(
+            lj
+            for lj, qj in zip(latency, quality, strict=True)
+            if not np.isnan(lj) and not np.isnan(qj) and qj >= q
+        )
+        out.append(lat / best)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 2.0, 5.0, 10.0, 0.5, float("nan")]),
+            st.sampled_from([0.0, 0.5, 0.9, 1.0, float("nan")]),
+        ),
+        max_size=30,
+    )
+)
+def test_frontier_ratio_equals_brute_force(pairs):
+    latency = [p[0] for p in pairs]
+    quality = [p[1] for p in pairs]
+    got = bdnsca.frontier_ratio(latency, quality)
+    np.testing.assert_array_equal(got, brute_ratio(latency, quality))
+    finite = ~np.isnan(got)
+    assert (got[finite] >= 1.0).all()

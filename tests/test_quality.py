@@ -22,9 +22,11 @@ def test_chrf_hand_computed():
 
 
 def test_chrf_recall_weighted():
-    # hyp "ab" vs ref "abcd": order 1 p=1, r=1/2; order 2 p=1, r=1/3 -> P=1, R=5/12
-    p, r = 1.0, 5 / 12
-    assert chrf("ab", "abcd") == pytest.approx(5 * p * r / (4 * p + r))
+    # hyp "ab" vs ref "abcd": order 1 p=1, r=1/2; order 2 p=1, r=1/3; orders 3..6 have no
+    # hypothesis n-gram and are left out -> P=1, R=5/12; F2 = 5PR / (4P + R) = 25/53
+    assert chrf("ab", "abcd") == pytest.approx(25 / 53, abs=1e-12)
+    # the mirror image weighs precision lightly: P=5/12, R=1 -> 5PR / (4P + R) = 25/32
+    assert chrf("abcd", "ab") == pytest.approx(25 / 32, abs=1e-12)
 
 
 def test_rouge_l_hand_computed():
