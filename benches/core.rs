@@ -1,10 +1,10 @@
 //! `cargo bench`: the Rust core alone (criterion) on a synthetic Zipf corpus:
-//! index build, batch top-10 search on one thread, metric evaluation, and Pareto frontiers.
+//! index build, batch top-10 search on one thread, metric evaluation, Pareto frontiers, and\n//! paired resampling statistics.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use bdnsca::metrics::{evaluate, Metric, QueryInput};
-use bdnsca::{pareto, Bm25Index, Method, Params, Tokenizer};
+use bdnsca::{pareto, stats, Bm25Index, Method, Params, Tokenizer};
 
 /// A deterministic generator (no dependency needed for a benchmark input).
 struct Lcg(u64);
@@ -109,5 +109,32 @@ fn bench_pareto(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_pareto);
+fn bench_stats(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stats");
+    g.sample_size(10);
+    // 10 runs x 3 metrics of per-query values for 10k queries; every pair of runs per metric.
+    let (n, cols) = (10_000usize, 30usize);
+    let mut r = Lcg(3);
+    let values: Vec<f64> = (0..n * cols).map(|_| r.next()).collect();
+    let mut pairs = Vec::new();
+    for m in 0..3 {
+        for a in 0..10 {
+            for b in a + 1..10 {
+                pairs.push((a * 3 + m, b * 3 + m));
+            }
+        }
+    }
+    let cfg = stats::CompareConfig {
+        resamples: 1_000,
+        seed: 0,
+        confidence: 0.95,
+        test: stats::PairedTest::Randomization,
+    };
+    g.bench_function("compare 135 pairs, 10k rows, 1k resamples", |b| {
+        b.iter(|| stats::compare_pairs(&values, n, cols, &pairs, &cfg).expect("compare"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_pareto, bench_stats);
 criterion_main!(benches);

@@ -3,8 +3,6 @@ dialogue model. The hot paths (BM25, IR metrics) live in the Rust extension ``bd
 this package re-exports them with typed Python around them."""
 
 from bdnsca._core import BM25, INDEX_FORMAT_VERSION, STOPWORDS_EN, Tokenizer
-from bdnsca.errors import BdnscaError, DataError, IndexFileError
-from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
 from bdnsca.data.io import (
     Corpus,
     Document,
@@ -15,10 +13,12 @@ from bdnsca.data.io import (
     read_run,
     write_run,
 )
+from bdnsca.errors import BdnscaError, DataError, IndexFileError
 from bdnsca.eval.compare import CompareResult, compare
+from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
 from bdnsca.eval.metrics import bootstrap_ci, evaluate
-from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
 from bdnsca.retrieval.bm25 import build_index, search_run
+from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
 
 __version__ = "0.1.0"
 
