@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from bdnsca import _core
+from bdnsca.data.run_folders import read_run_config
 from bdnsca.errors import BdnscaError, DataError
 from bdnsca.eval.compare import compare
 from bdnsca.eval.frontier import frontier_ratio
@@ -123,22 +124,6 @@ class GateReport:
 
 
 # ----------------------------------------------------------------------------- reading runs
-
-
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    path = run_dir / "run_config.json"
-    if not path.is_file():
-        raise BdnscaError(f"{run_dir}: not an evaluation run folder (no run_config.json)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BdnscaError(f"{path}: not valid UTF-8 JSON ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise BdnscaError(f"{path}: expected a JSON object")
-    return cfg
 
 
 def read_arm_scores(
@@ -574,7 +559,7 @@ def run_gate(
     s = settings or GateSettings()
     s.validate()
     anchor, candidate = Path(anchor), Path(candidate)
-    ca, cc = _run_config(anchor), _run_config(candidate)
+    ca, cc = read_run_config(anchor), read_run_config(candidate)
     arm = s.target_arm or ca.get("target_arm") or cc.get("target_arm")
     if not arm:
         raise BdnscaError("no target arm: pass --target-arm (neither run_config.json names one)")
