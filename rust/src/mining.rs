@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{Bm25Index, Scratch};
-use crate::neardup::{jaccard, max_shingles, normalise, shingles_of_normalised};
+use crate::neardup::{jaccard, max_shingles, normalise, shingles_of_normalised, Shingle};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sampling {
@@ -187,7 +187,7 @@ fn mine_one(
             .fold(f32::INFINITY, f32::min);
         r * lowest as f64
     });
-    let relevant: Vec<(u32, String, Vec<u64>)> = q
+    let relevant: Vec<(u32, String, Vec<Shingle>)> = q
         .relevant
         .iter()
         .map(|&d| {
@@ -258,7 +258,7 @@ fn mine_one(
 /// threshold) and the similarity, if any.
 fn twin(
     text: &str,
-    relevant: &[(u32, String, Vec<u64>)],
+    relevant: &[(u32, String, Vec<Shingle>)],
     threshold: Option<f64>,
 ) -> Option<(u32, f64)> {
     let norm = normalise(text);
