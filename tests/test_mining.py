@@ -4,16 +4,24 @@ and each control (rank window, score ratio, domain balance) does what it says.""
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bdnsca
 from bdnsca.data.io import Corpus, Document, Query
-from bdnsca.retrieval.mining import MiningSettings, default_output_paths, mine_hard_negatives
+from bdnsca.retrieval.mining import (
+    MiningSettings,
+    default_output_paths,
+    mine_hard_negatives,
+    retrieval_settings,
+)
 from conftest import DATA, SHARED
 
 
@@ -62,7 +70,7 @@ def test_bundled_data_twins_are_reported_not_negatives():
     # Every bundled twin (an unjudged copy of a relevant document) that the ranking reaches is caught.
     twins = {d.doc_id: d for d in corpus.documents if "_copy_" in d.doc_id or "_revised_" in d.doc_id}
     by_id = corpus.by_id()
-    bm25 = bdnsca.build_index(corpus, tokenizer=bdnsca.Tokenizer(stopwords="en", stemmer="english"))
+    bm25 = bdnsca.build_index(corpus)  # the miner's default tokenizer
     texts = {q.query_id: q.text for q in queries}
     caught = 0
     for row in result.hard_negatives:
@@ -395,3 +403,246 @@ def test_playbook_command_as_written(tmp_path, source):
         # every query's twin (doc i +/- 12, same text but the record index) is kept out
         assert summary["queries"]["used"] == 240
         print(f"shared data: {kept_out} suspected false negatives kept out of {len(pairs)} pairs")
+
+
+# ----------------------------------------------------------------------------- a prebuilt index
+
+
+def _negatives(result) -> list[tuple[str, list[tuple[str, int]], list[str]]]:
+    return [
+        (
+            r["query_id"],
+            [(n["doc_id"], n["rank"]) for n in r["hard_negatives"]],
+            r["suspected_false_negative_doc_ids"],
+        )
+        for r in result.hard_negatives
+    ]
+
+
+def _twin_world() -> tuple[Corpus, list[Query]]:
+    """Two queries over naval documents and three other domains, with a twin of a positive,
+    and no two candidates tied in score (so the rows do not depend on how ties are broken)."""
+    corpus, qs = small_world()
+    docs = [d for d in corpus.documents if d.fields["domain"] == "naval"]
+    docs.append(Document("pos_twin", "Harbor harbor harbor, pilot!", "", {"domain": "naval"}))
+    for j, dom in enumerate(["lore", "quests", "memory"]):
+        for i in range(3):
+            words = ["harbor"] * (3 - i) + [dom] * (11 + j)
+            docs.append(Document(f"{dom}{i}", " ".join(words), "", {"domain": dom}))
+    qs = qs + [Query("q2", "filler", {"n7": 1}, {"domain": "naval"})]
+    return Corpus(docs), qs
+
+
+def test_prebuilt_index_maps_documents_by_id_not_position():
+    """An index built over the corpus in another order gives the same rows as one built over
+    the corpus itself. (Mapping by position, as before, turned the reversed index's positions
+    into the wrong documents: other ids, and the positive's twin no longer caught.)"""
+    corpus, qs = _twin_world()
+    kw = dict(hard_negatives_per_query=20, cross_domain_negatives_per_query=3)
+    expected = mine_hard_negatives(corpus, qs, **kw)
+    for row in expected.hard_negatives:
+        scores = [n["score"] for n in row["hard_negatives"]]
+        assert len(set(scores)) == len(scores), "the test needs untied candidates"
+    reversed_corpus = Corpus(corpus.documents[::-1])
+    bm25 = bdnsca.build_index(reversed_corpus)
+    got = mine_hard_negatives(corpus, qs, bm25=bm25, **kw)
+    assert _negatives(got) == _negatives(expected)
+    assert got.pairs == expected.pairs
+    assert "pos_twin" in got.hard_negatives[0]["suspected_false_negative_doc_ids"]
+    # and a shuffled corpus against an index in the original order
+    shuffled = corpus.documents[:]
+    random.Random(3).shuffle(shuffled)
+    got = mine_hard_negatives(Corpus(shuffled), qs, bm25=bdnsca.build_index(corpus), **kw)
+    assert _negatives(got) == _negatives(expected)
+    assert got.summary["retrieval"]["index"] == "reused"
+
+
+def test_prebuilt_index_refuses_a_corpus_with_other_ids():
+    corpus, qs = small_world()
+    bm25 = bdnsca.build_index(corpus)
+    docs = corpus.documents
+    renamed = Corpus([Document("stranger", docs[0].text, "", docs[0].fields)] + docs[1:])
+    with pytest.raises(bdnsca.BdnscaError, match="'stranger'"):
+        mine_hard_negatives(renamed, qs, bm25=bm25)
+    with pytest.raises(bdnsca.BdnscaError, match="index holds document 'n7', the corpus does not"):
+        mine_hard_negatives(Corpus([d for d in docs if d.doc_id != "n7"]), qs, bm25=bm25)
+    with pytest.raises(bdnsca.BdnscaError, match="'n3' twice"):
+        mine_hard_negatives(Corpus(docs[:-1] + [docs[4]]), qs, bm25=bm25)
+
+
+def test_prebuilt_index_tokenizer_and_method_are_used_and_recorded():
+    corpus, qs = _twin_world()
+    stemmed = dict(method="bm25+", k1=1.2, b=0.5, delta=0.25, stopwords="en", stemmer="english")
+    direct = mine_hard_negatives(corpus, qs, **stemmed)
+    bm25 = bdnsca.build_index(
+        corpus,
+        method="bm25+",
+        k1=1.2,
+        b=0.5,
+        delta=0.25,
+        tokenizer=bdnsca.Tokenizer(stopwords="en", stemmer="english"),
+    )
+    reused = mine_hard_negatives(corpus, qs, bm25=bm25)  # the settings' defaults differ
+    assert _negatives(reused) == _negatives(direct)
+    want = {**stemmed, "lowercase": True}
+    assert {k: reused.summary["retrieval"][k] for k in want} == want
+    assert {k: reused.summary["settings"][k] for k in want} == want
+    assert {k: direct.summary["retrieval"][k] for k in want} == want
+    assert direct.summary["retrieval"]["index"] == "built"
+
+
+def test_index_and_mine_negatives_share_one_default_tokenizer(tmp_path):
+    """`bdnsca index` and `bdnsca mine-negatives` with no tokenizer flags tokenise alike, and
+    the summary says how."""
+    corpus_path = DATA / "retrieval_corpus_wide.jsonl"
+    r = run_cli("index", "--corpus", corpus_path, "--output", tmp_path / "idx.bm25")
+    assert r.returncode == 0, r.stderr
+    index_defaults = retrieval_settings(bdnsca.BM25.load(tmp_path / "idx.bm25"))
+    assert index_defaults["stopwords"] is None and index_defaults["stemmer"] is None
+    r = run_cli(
+        "mine-negatives",
+        "--retrieval-gold", DATA / "retrieval_gold_wide.jsonl",
+        "--retrieval-corpus", corpus_path,
+        "--output-hard-negatives", tmp_path / "hn.jsonl",
+        "--output-reranker-pairs", tmp_path / "pairs.jsonl",
+        "--output-summary", tmp_path / "summary.json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {k: v for k, v in summary["retrieval"].items() if k != "index"} == index_defaults
+    # --index reuses the saved index: the same rows, recorded as reused
+    r = run_cli(
+        "mine-negatives",
+        "--retrieval-gold", DATA / "retrieval_gold_wide.jsonl",
+        "--retrieval-corpus", corpus_path,
+        "--index", tmp_path / "idx.bm25",
+        "--output-hard-negatives", tmp_path / "hn2.jsonl",
+        "--output-reranker-pairs", tmp_path / "pairs2.jsonl",
+        "--output-summary", tmp_path / "summary2.json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "hn2.jsonl").read_bytes() == (tmp_path / "hn.jsonl").read_bytes()
+    assert json.loads((tmp_path / "summary2.json").read_text())["retrieval"]["index"] == "reused"
+    r = run_cli(
+        "mine-negatives",
+        "--retrieval-gold", DATA / "retrieval_gold_wide.jsonl",
+        "--retrieval-corpus", corpus_path,
+        "--index", tmp_path / "idx.bm25",
+        "--stemmer", "english",
+    )  # fmt: skip
+    assert r.returncode != 0 and "--index brings its own" in r.stderr
+
+
+# ----------------------------------------------------------------------------- score ceiling
+
+
+def test_score_ceiling_ignores_positives_scoring_zero():
+    """A positive sharing no term with the query scores 0; the ceiling comes from the other
+    positive (before, the 0 made the ceiling 0 and every candidate was dropped)."""
+    corpus, _ = small_world()
+    corpus = Corpus(corpus.documents + [Document("pos0", "anchor chain", "", {"domain": "naval"})])
+    qs = [Query("q", "harbor pilot", {"pos": 1, "pos0": 1}, {"domain": "naval"})]
+    res = mine_hard_negatives(corpus, qs, plain(hard_negatives_per_query=20, max_score_ratio=0.6))
+    row = res.hard_negatives[0]
+    assert row["positive_scores"]["pos0"] == 0.0
+    ceiling = 0.6 * row["positive_scores"]["pos"]
+    full = mine_hard_negatives(corpus, qs, plain(hard_negatives_per_query=20))
+    below = [n["doc_id"] for n in full.hard_negatives[0]["hard_negatives"] if n["score"] <= ceiling]
+    assert below and [n["doc_id"] for n in row["hard_negatives"]] == below
+    n_above = len(full.hard_negatives[0]["hard_negatives"]) - len(below)
+    assert res.summary["negatives"]["dropped_by_score_ratio"] == n_above > 0
+    assert {p["positive_doc_id"] for p in res.pairs} == {"pos", "pos0"}
+
+
+def test_query_whose_positives_all_score_zero_is_skipped_under_a_ceiling():
+    corpus, qs = small_world()
+    corpus = Corpus(corpus.documents + [Document("pos0", "anchor chain", "", {"domain": "naval"})])
+    qs = qs + [Query("q0", "harbor pilot", {"pos0": 1}, {"domain": "naval"})]
+    res = mine_hard_negatives(corpus, qs, plain(max_score_ratio=0.9))
+    assert [r["query_id"] for r in res.hard_negatives] == ["q"]
+    assert res.summary["queries"] == {"total": 2, "used": 1, "skipped": {"positives_all_score_zero": 1}}
+    assert all(p["query_id"] == "q" for p in res.pairs)
+    # without a ceiling, q0 is mined as usual
+    res = mine_hard_negatives(corpus, qs, plain())
+    assert [r["query_id"] for r in res.hard_negatives] == ["q", "q0"]
+    assert res.hard_negatives[1]["hard_negative_doc_ids"]
+
+
+# ----------------------------------------------------------------------------- non-ASCII twins
+
+
+def jaccard5_bytes(a: str, b: str) -> float:
+    """What the miner measured before: 5-byte windows of the UTF-8 encoding."""
+    ea, eb = a.encode(), b.encode()
+    sa = {ea[i : i + 5] for i in range(len(ea) - 4)} or {ea}
+    sb = {eb[i : i + 5] for i in range(len(eb) - 4)} or {eb}
+    return len(sa & sb) / len(sa | sb)
+
+
+CYRILLIC = "абвгдежзийклмнопрстуфхцчшщыэюя"
+CJK = "港船長安全航路知危険灯台海風波潮岸島"
+BASES = {
+    "cyrillic": "Капитан ведёт корабль через узкий пролив у старого маяка, когда ветер стихает к ночи",
+    "cjk": "港の船長は夜に安全な航路を知っている灯台の光を見て船を岸へ導く"
+    "風が強い日には島の近くで波が高くなるので漁師たちは早く港に戻る",
+}
+
+
+def _variants(base: str, alphabet: str, rng: random.Random, n: int) -> list[str]:
+    """Copies of base with 1..n characters replaced (spaces kept, so words stay words)."""
+    out = []
+    letters = [i for i, c in enumerate(base) if c.isalpha()]
+    for k in range(1, n + 1):
+        chars = list(base)
+        for i in rng.sample(letters, k):
+            chars[i] = rng.choice(alphabet)
+        out.append("".join(chars))
+    return out
+
+
+@pytest.mark.parametrize("script", ["cyrillic", "cjk"])
+def test_non_ascii_twins_are_character_5gram_jaccard(script):
+    """Suspects among non-ASCII near copies are exactly those whose character 5-gram Jaccard
+    (a brute-force reference) reaches the threshold."""
+    rng = random.Random(7)
+    base = BASES[script]
+    alphabet = CYRILLIC if script == "cyrillic" else CJK
+    variants = _variants(base, alphabet, rng, 14) + _variants(base, alphabet, rng, 14)
+    docs = [Document("rel", f"маяк {base}", "", {"domain": "x"})]
+    docs += [Document(f"v{i}", f"маяк {v}", "", {"domain": "x"}) for i, v in enumerate(variants)]
+    corpus = Corpus(docs)
+    qs = [Query("q", "маяк", {"rel": 1}, {"domain": "x"})]
+    res = mine_hard_negatives(corpus, qs, hard_negatives_per_query=100, near_duplicate_threshold=0.8)
+    row = res.hard_negatives[0]
+    rel = normalise(docs[0].text)
+    ref = {d.doc_id: jaccard5(normalise(d.text), rel) for d in docs[1:]}
+    assert set(row["suspected_false_negative_doc_ids"]) == {d for d, j in ref.items() if j >= 0.8}
+    assert set(row["hard_negative_doc_ids"]) == {d for d, j in ref.items() if j < 0.8}
+    for s in row["suspected_false_negatives"]:
+        assert s["similarity"] == round(ref[s["doc_id"]], 4)
+    # the data tell characters from bytes: some copies are twins only by 5-byte windows
+    byte_only = [d for d in docs[1:] if ref[d.doc_id] < 0.8 <= jaccard5_bytes(normalise(d.text), rel)]
+    assert byte_only and {d.doc_id for d in byte_only}.isdisjoint(row["suspected_false_negative_doc_ids"])
+    assert any(j >= 0.8 for j in ref.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.text(alphabet=CYRILLIC + CJK + "ab ", min_size=1, max_size=40),
+    st.text(alphabet=CYRILLIC + CJK + "ab ", min_size=1, max_size=40),
+)
+def test_twin_similarity_matches_reference_on_random_unicode(a, b):
+    na, nb = normalise(a), normalise(b)
+    if not na or not nb or na == nb:
+        return
+    docs = [
+        Document("rel", f"маяк {a}", "", {"domain": "x"}),
+        Document("cand", f"маяк {b}", "", {"domain": "x"}),
+    ]
+    qs = [Query("q", "маяк", {"rel": 1}, {"domain": "x"})]
+    j = jaccard5(normalise(docs[1].text), normalise(docs[0].text))
+    res = mine_hard_negatives(Corpus(docs), qs, near_duplicate_threshold=min(max(j, 1e-9), 1.0))
+    row = res.hard_negatives[0]
+    # at threshold j the candidate is a twin with similarity j exactly
+    assert row["suspected_false_negative_doc_ids"] == ["cand"]
+    assert row["suspected_false_negatives"][0]["similarity"] == round(j, 4)

@@ -134,49 +134,110 @@ class DocTexts:
     def __init__(self, texts: Iterable[str]) -> None: ...
     def __len__(self) -> int: ...
 
+class MiningParams:
+    """The Rust miner's settings (see ``bdnsca.MiningSettings``), checked when built: BdnscaError
+    for depth 0, an empty rank window, a ratio <= 0, a threshold outside (0, 1] or an unknown
+    sampling.
+
+    ``depth``: how deep in the BM25 ranking to look; ``rank_min``..``rank_max``: the 1-based
+    rank window of negatives; ``same_domain`` / ``cross_domain``: negatives per query;
+    ``max_score_ratio``: drop candidates scoring above this times the lowest non-zero positive
+    score (a query whose positives all score 0 is skipped); ``near_dup_threshold``: character
+    5-gram Jaccard at which a candidate is a twin of a relevant document (None: exact duplicates
+    only); ``sampling``: "top" or "random"; ``max_pairs``: pairs per query.
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int,
+        rank_min: int,
+        rank_max: int,
+        same_domain: int,
+        cross_domain: int,
+        max_score_ratio: float | None = None,
+        near_dup_threshold: float | None = None,
+        sampling: str = "top",
+        seed: int = 0,
+        max_pairs: int | None = None,
+    ) -> None: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def rank_min(self) -> int: ...
+    @property
+    def rank_max(self) -> int: ...
+    @property
+    def same_domain(self) -> int: ...
+    @property
+    def cross_domain(self) -> int: ...
+    @property
+    def max_score_ratio(self) -> float | None: ...
+    @property
+    def near_dup_threshold(self) -> float | None: ...
+    @property
+    def sampling(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def max_pairs(self) -> int | None: ...
+
+class MiningOutput:
+    """What ``mine`` found, as numpy columns; documents are index positions.
+
+    Per-item columns are concatenated over the queries: query i's items are rows
+    ``offsets[i]:offsets[i + 1]`` of the matching ``*_offsets`` column (int64, n_queries + 1).
+    Per-query columns (``dropped_by_*``, ``available_*``, ``skipped_no_positive_scored``) have
+    one row per query. ``len()`` is the number of queries.
+    """
+
+    negative_offsets: npt.NDArray[np.int64]
+    negative_doc: npt.NDArray[np.int64]
+    negative_score: npt.NDArray[np.float32]
+    negative_rank: npt.NDArray[np.int64]
+    """1-based rank in the BM25 ranking."""
+    negative_same_domain: npt.NDArray[np.bool_]
+    """Same-domain negatives come first within each query, then cross-domain ones."""
+    suspect_offsets: npt.NDArray[np.int64]
+    suspect_doc: npt.NDArray[np.int64]
+    suspect_duplicate_of: npt.NDArray[np.int64]
+    suspect_similarity: npt.NDArray[np.float64]
+    suspect_score: npt.NDArray[np.float32]
+    suspect_rank: npt.NDArray[np.int64]
+    positive_offsets: npt.NDArray[np.int64]
+    positive_score: npt.NDArray[np.float32]
+    """Each positive's score, in the order the positives were given."""
+    pair_offsets: npt.NDArray[np.int64]
+    pair_positive: npt.NDArray[np.int64]
+    pair_negative: npt.NDArray[np.int64]
+    dropped_by_rank: npt.NDArray[np.int64]
+    dropped_by_score: npt.NDArray[np.int64]
+    available_same: npt.NDArray[np.int64]
+    available_cross: npt.NDArray[np.int64]
+    skipped_no_positive_scored: npt.NDArray[np.bool_]
+    """True where a score ceiling was asked for and every positive scores 0: the query was not
+    mined (no negatives, suspects or pairs)."""
+    n_queries: int
+    def __len__(self) -> int: ...
+
 def mine(
     bm25: BM25,
     texts: DocTexts,
+    *,
     domains: Sequence[int],
     queries: Sequence[str | Sequence[str]],
     positives: Sequence[Sequence[int]],
     relevant: Sequence[Sequence[int]],
     query_domains: Sequence[int],
     query_ids: Sequence[str],
-    *,
-    depth: int,
-    rank_min: int,
-    rank_max: int,
-    max_score_ratio: float | None,
-    near_dup_threshold: float | None,
-    same_domain: int,
-    cross_domain: int,
-    sampling: str,
-    seed: int,
-    max_pairs: int | None,
-) -> list[
-    tuple[
-        list[tuple[int, float, int]],
-        list[tuple[int, float, int]],
-        list[tuple[int, int, float, float, int]],
-        list[float],
-        list[tuple[int, int]],
-        int,
-        int,
-        int,
-        int,
-    ]
-]:
+    params: MiningParams,
+) -> MiningOutput:
     """Mine hard negatives for every query in parallel with the GIL released.
 
-    ``texts`` and ``domains`` (integer codes) are aligned with the index; per query,
-    ``positives`` (document positions to pair with, best first), ``relevant`` (every position
-    judged > 0: never a negative), its domain code and id (which seeds its sampling). Ranks are
-    1-based in the BM25 ranking of depth ``depth``. Returns, per query: same-domain negatives
-    and cross-domain negatives as (doc, score, rank); suspected false negatives as (doc,
-    duplicate_of, similarity, score, rank); the positives' scores; (positive, negative) pairs;
-    and the counts dropped by rank window and by score ceiling, and the eligible same- and
-    cross-domain candidates. Raises BdnscaError for inconsistent inputs or settings.
+    ``texts`` and ``domains`` (integer codes) are aligned with the index's positions; per query,
+    ``positives`` (positions to pair with, best first), ``relevant`` (every position judged > 0:
+    never a negative), its domain code and id (which seeds its sampling). Raises BdnscaError for
+    inconsistent inputs.
     """
 
 def pareto_frontier(points: npt.NDArray[np.float64], maximize: list[bool]) -> npt.NDArray[np.int64]:

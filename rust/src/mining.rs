@@ -20,13 +20,15 @@ pub enum Sampling {
 }
 
 #[derive(Clone, Debug)]
-pub struct MiningConfig {
+pub struct MiningSettings {
     /// How deep in the BM25 ranking to look.
     pub depth: usize,
     /// Negatives must rank in `rank_min..=rank_max` (1 = the top document).
     pub rank_min: usize,
     pub rank_max: usize,
-    /// Drop candidates scoring above this times the lowest positive's score.
+    /// Drop candidates scoring above this times the lowest non-zero score of a
+    /// positive. Positives scoring 0 (sharing no term with the query) do not set
+    /// the ceiling; a query whose positives all score 0 is skipped.
     pub max_score_ratio: Option<f64>,
     /// Shingle Jaccard at or above which a candidate is a near duplicate of a
     /// relevant document; `None` catches exact duplicates (after normalisation) only.
@@ -38,7 +40,7 @@ pub struct MiningConfig {
     pub max_pairs: Option<usize>,
 }
 
-impl MiningConfig {
+impl MiningSettings {
     pub fn validate(&self) -> Result<()> {
         if self.depth == 0 {
             return Err(Error::invalid("candidate depth must be >= 1"));
@@ -94,8 +96,18 @@ pub struct Suspect {
     pub rank: u32,
 }
 
+/// Why a query was not mined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A score ceiling was asked for, but every positive scores 0, so there is no
+    /// positive score to scale (a ceiling of 0 would drop every candidate).
+    NoPositiveScored,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Mined {
+    /// Set when the query was skipped; then only `positive_scores` is filled.
+    pub skipped: Option<Skip>,
     pub same: Vec<Candidate>,
     pub cross: Vec<Candidate>,
     pub suspects: Vec<Suspect>,
@@ -140,7 +152,7 @@ pub fn mine(
     texts: &[&str],
     domains: &[u32],
     queries: &[MiningQuery],
-    cfg: &MiningConfig,
+    cfg: &MiningSettings,
 ) -> Result<Vec<Mined>> {
     cfg.validate()?;
     if texts.len() != index.n_docs() || domains.len() != index.n_docs() {
@@ -172,21 +184,29 @@ fn mine_one(
     texts: &[&str],
     domains: &[u32],
     q: &MiningQuery,
-    cfg: &MiningConfig,
+    cfg: &MiningSettings,
     scratch: &mut Scratch,
 ) -> Mined {
     let mut out = Mined {
         positive_scores: index.score_docs(&q.terms, &q.positives),
         ..Mined::default()
     };
-    let ceiling = cfg.max_score_ratio.map(|r| {
-        let lowest = out
-            .positive_scores
-            .iter()
-            .copied()
-            .fold(f32::INFINITY, f32::min);
-        r * lowest as f64
-    });
+    let ceiling = match cfg.max_score_ratio {
+        None => None,
+        Some(r) => {
+            let lowest = out
+                .positive_scores
+                .iter()
+                .copied()
+                .filter(|&s| s > 0.0)
+                .fold(f32::INFINITY, f32::min);
+            if lowest == f32::INFINITY {
+                out.skipped = Some(Skip::NoPositiveScored);
+                return out;
+            }
+            Some(r * lowest as f64)
+        }
+    };
     let relevant: Vec<(u32, String, Vec<Shingle>)> = q
         .relevant
         .iter()
@@ -287,7 +307,7 @@ fn twin(
     best
 }
 
-fn pick_same(mut eligible: Vec<Candidate>, cfg: &MiningConfig, rng: &mut Rng) -> Vec<Candidate> {
+fn pick_same(mut eligible: Vec<Candidate>, cfg: &MiningSettings, rng: &mut Rng) -> Vec<Candidate> {
     if cfg.sampling == Sampling::Random {
         rng.shuffle(&mut eligible);
         eligible.truncate(cfg.same_domain);
@@ -303,7 +323,7 @@ fn pick_same(mut eligible: Vec<Candidate>, cfg: &MiningConfig, rng: &mut Rng) ->
 fn pick_cross(
     eligible: Vec<Candidate>,
     domains: &[u32],
-    cfg: &MiningConfig,
+    cfg: &MiningSettings,
     rng: &mut Rng,
 ) -> Vec<Candidate> {
     let mut groups: Vec<(u32, Vec<Candidate>)> = Vec::new();
@@ -346,8 +366,8 @@ mod tests {
     use super::*;
     use crate::scoring::{Method, Params};
 
-    fn cfg() -> MiningConfig {
-        MiningConfig {
+    fn cfg() -> MiningSettings {
+        MiningSettings {
             depth: 100,
             rank_min: 1,
             rank_max: 100,
@@ -372,7 +392,7 @@ mod tests {
         let picked = pick_cross(
             vec![c(0, 1), c(1, 2), c(2, 3), c(3, 4), c(4, 5), c(5, 6)],
             &domains,
-            &MiningConfig {
+            &MiningSettings {
                 cross_domain: 4,
                 ..cfg()
             },
@@ -411,5 +431,84 @@ mod tests {
             .iter()
             .all(|c| c.doc != 1 && c.doc != 2 && c.doc != 0));
         assert_eq!(m.pairs.len(), m.same.len());
+    }
+
+    /// Doc 0 shares no term with the query "reef" (scores 0); doc 1 and doc 3 are
+    /// "reef" plus one other word (equal scores); doc 2 repeats "reef" (scores
+    /// higher); doc 4 is longer (scores lower).
+    const CEILING_DOCS: [&str; 5] = [
+        "anchor chain",
+        "reef tide",
+        "reef reef reef",
+        "reef sand",
+        "reef sand tide wave",
+    ];
+
+    fn ceiling_world() -> Bm25Index {
+        let tokenized: Vec<Vec<&str>> = CEILING_DOCS
+            .iter()
+            .map(|t| t.split(' ').collect())
+            .collect();
+        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
+        Bm25Index::from_tokens(&tokenized, p).unwrap()
+    }
+
+    fn query(idx: &Bm25Index, positives: Vec<u32>) -> MiningQuery {
+        MiningQuery {
+            terms: idx.term_ids(&["reef"]),
+            relevant: positives.clone(),
+            positives,
+            domain: 0,
+            key: 0,
+        }
+    }
+
+    #[test]
+    fn a_positive_scoring_zero_does_not_set_the_ceiling() {
+        let idx = ceiling_world();
+        let texts = CEILING_DOCS;
+        let settings = MiningSettings {
+            max_score_ratio: Some(1.0),
+            near_dup_threshold: None,
+            ..cfg()
+        };
+        let q = query(&idx, vec![0, 1]);
+        let m = mine(&idx, &texts, &[0; 5], &[q], &settings)
+            .unwrap()
+            .remove(0);
+        assert_eq!(m.skipped, None);
+        assert_eq!(m.positive_scores[0], 0.0);
+        // ceiling = 1.0 x score(doc 1): doc 2 scores above it, doc 3 ties it, doc 4 is below
+        let same: Vec<u32> = m.same.iter().map(|c| c.doc).collect();
+        assert_eq!(same, vec![3, 4]);
+        assert_eq!(m.dropped_by_score, 1);
+        assert_eq!(m.pairs, vec![(0, 3), (0, 4), (1, 3), (1, 4)]);
+    }
+
+    #[test]
+    fn a_query_whose_positives_all_score_zero_is_skipped_under_a_ceiling() {
+        let idx = ceiling_world();
+        let texts = CEILING_DOCS;
+        let with_ceiling = MiningSettings {
+            max_score_ratio: Some(0.9),
+            ..cfg()
+        };
+        let m = mine(
+            &idx,
+            &texts,
+            &[0; 5],
+            &[query(&idx, vec![0])],
+            &with_ceiling,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(m.skipped, Some(Skip::NoPositiveScored));
+        assert!(m.same.is_empty() && m.pairs.is_empty() && m.dropped_by_score == 0);
+        // without a ceiling the same query is mined as usual
+        let m = mine(&idx, &texts, &[0; 5], &[query(&idx, vec![0])], &cfg())
+            .unwrap()
+            .remove(0);
+        assert_eq!(m.skipped, None);
+        assert_eq!(m.same.len(), 4);
     }
 }

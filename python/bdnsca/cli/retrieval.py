@@ -235,13 +235,23 @@ def _threshold(value: str) -> float | None:
     "--strict", is_flag=True, help="Gold documents missing from the corpus are an error, not a count."
 )
 @click.option(
-    "--method",
-    default="lucene",
-    show_default=True,
-    type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+    "--index",
+    "index_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Reuse an index file (bdnsca index) of this corpus; its method and tokenizer are used.",
 )
-@click.option("--stopwords", type=click.Choice(["en", "none"]), default="en", show_default=True)
-@click.option("--stemmer", type=click.Choice(["english", "none"]), default="english", show_default=True)
+@click.option(
+    "--method",
+    default=None,
+    type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+    help="Default: lucene.",
+)
+@click.option(
+    "--stopwords", type=click.Choice(["en", "none"]), default=None, help="Default: none (as bdnsca index)."
+)
+@click.option(
+    "--stemmer", type=click.Choice(["english", "none"]), default=None, help="Default: none (as bdnsca index)."
+)
 def mine_negatives_cmd(
     retrieval_gold,
     retrieval_corpus,
@@ -261,11 +271,16 @@ def mine_negatives_cmd(
     pair_format,
     max_pairs_per_query,
     strict,
+    index_path,
     method,
     stopwords,
     stemmer,
 ) -> None:
-    """Mine hard negatives with BM25 (twins of positives kept out) and assemble reranker pairs."""
+    """Mine hard negatives with BM25 (twins of positives kept out) and assemble reranker pairs.
+
+    The tokenizer defaults to bdnsca index's (lower-casing, no stopwords, no stemmer); with
+    --index the index's own method and tokenizer are used. The summary records them."""
+    from bdnsca._core import BM25
     from bdnsca.retrieval.mining import (
         MiningSettings,
         default_output_paths,
@@ -288,11 +303,16 @@ def mine_negatives_cmd(
         pair_format=pair_format,
         max_pairs_per_query=max_pairs_per_query,
         strict=strict,
-        method=method,
-        stopwords=None if stopwords == "none" else stopwords,
-        stemmer=None if stemmer == "none" else stemmer,
+        method=method or "lucene",
+        stopwords=None if stopwords in (None, "none") else stopwords,
+        stemmer=None if stemmer in (None, "none") else stemmer,
     )
     settings.validate()
+    if index_path and (method or stopwords or stemmer):
+        raise click.UsageError(
+            "--index brings its own method and tokenizer: drop --method/--stopwords/--stemmer"
+        )
+    bm25 = BM25.load(index_path) if index_path else None
     hn_default, pairs_default, summary_default = default_output_paths(retrieval_gold)
     con = _console()
     with _progress() as bar:
@@ -301,7 +321,7 @@ def mine_negatives_cmd(
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = mine_hard_negatives(retrieval_corpus, retrieval_gold, settings, progress=tick)
+        result = mine_hard_negatives(retrieval_corpus, retrieval_gold, settings, bm25=bm25, progress=tick)
     paths = (
         output_hard_negatives or hn_default,
         output_reranker_pairs or pairs_default,

@@ -15,16 +15,27 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bdnsca import _core
+from bdnsca.data.io import (
+    Corpus,
+    Document,
+    Query,
+    file_sha256,
+    read_corpus,
+    read_queries,
+    write_json,
+    write_jsonl,
+)
 from bdnsca.errors import BdnscaError
-from bdnsca.data.io import Corpus, Query, file_sha256, read_corpus, read_queries, write_json, write_jsonl
 from bdnsca.retrieval.bm25 import make_tokenizer
+from bdnsca.retrieval.pairs import PAIR_FORMATS, Mined, assemble, mined_per_query
 
-PAIR_FORMATS = ("pairwise", "triplet", "pointwise")
+RETRIEVAL_FIELDS = ("method", "k1", "b", "delta", "lowercase", "stopwords", "stemmer")
+"""The settings that decide the BM25 ranking; recorded in every summary."""
 
 
 @dataclass
@@ -41,7 +52,9 @@ class MiningSettings:
     rank_range: tuple[int, int] | None = None
     """Only negatives ranked MIN..MAX (1 = top); skipping the very top cuts false negatives."""
     max_score_ratio: float | None = None
-    """Drop candidates scoring above this times the lowest positive's score (0.95 is sensible)."""
+    """Drop candidates scoring above this times the lowest non-zero score of a positive
+    (0.95 is sensible). Positives scoring 0 share no term with the query and set no ceiling; a
+    query whose positives all score 0 is skipped and counted (``positives_all_score_zero``)."""
     near_duplicate_threshold: float | None = 0.8
     """Character 5-gram Jaccard at which a candidate is a near duplicate of a relevant document;
     None catches exact duplicates (after normalisation) only. 0.8 separates cleanly on the NPC
@@ -59,8 +72,12 @@ class MiningSettings:
     method: str = "lucene"
     k1: float = 1.5
     b: float = 0.75
-    stopwords: str | None = "en"
-    stemmer: str | None = "english"
+    delta: float = 0.5
+    lowercase: bool = True
+    stopwords: str | list[str] | None = None
+    """None (the default, as ``bdnsca index``), ``"en"`` or a list of words."""
+    stemmer: str | None = None
+    """None (the default, as ``bdnsca index``) or ``"english"``."""
     include_title: bool = True
 
     def validate(self) -> None:
@@ -82,6 +99,22 @@ class MiningSettings:
             lo, hi = self.rank_range
             if lo < 1 or hi < lo:
                 raise BdnscaError(f"rank range {lo}:{hi} is empty: use MIN:MAX with 1 <= MIN <= MAX")
+
+    def core_params(self) -> _core.MiningParams:
+        """The Rust miner's part of these settings (checked again there)."""
+        lo, hi = self.rank_range or (1, self.candidate_depth)
+        return _core.MiningParams(
+            depth=self.candidate_depth,
+            rank_min=lo,
+            rank_max=hi,
+            same_domain=self.hard_negatives_per_query,
+            cross_domain=self.cross_domain_negatives_per_query,
+            max_score_ratio=self.max_score_ratio,
+            near_dup_threshold=self.near_duplicate_threshold,
+            sampling=self.sampling,
+            seed=self.seed,
+            max_pairs=self.max_pairs_per_query,
+        )
 
 
 @dataclass
@@ -116,6 +149,49 @@ def default_output_paths(gold_path: str | os.PathLike[str]) -> tuple[Path, Path,
     )
 
 
+def retrieval_settings(bm25: _core.BM25) -> dict[str, Any]:
+    """What decides an index's ranking: the method, k1, b, delta and its tokenizer
+    (lowercase, stopwords as None / "en" / the list, stemmer)."""
+    tok = bm25.tokenizer
+    words = tok.stopwords
+    stopwords: str | list[str] | None = None
+    if words:
+        stopwords = "en" if sorted(words) == sorted(_core.STOPWORDS_EN) else words
+    return {
+        "method": bm25.method,
+        "k1": bm25.k1,
+        "b": bm25.b,
+        "delta": bm25.delta,
+        "lowercase": tok.lowercase,
+        "stopwords": stopwords,
+        "stemmer": tok.stemmer,
+    }
+
+
+def documents_in_index_order(corpus: Corpus, bm25: _core.BM25) -> list[Document]:
+    """The corpus's documents in the index's order, matched by id. A corpus whose ids are not
+    exactly the index's (a document missing, extra or repeated) is refused, naming the first
+    differing id: mining maps the index's positions back to documents."""
+    by_id: dict[str, Document] = {}
+    for d in corpus.documents:
+        if d.doc_id in by_id:
+            raise BdnscaError(f"the corpus holds document id {d.doc_id!r} twice; the index holds it once")
+        if bm25.doc_index(d.doc_id) is None:
+            raise BdnscaError(
+                f"the corpus holds document {d.doc_id!r}, the index does not: mine with the corpus "
+                "the index was built from"
+            )
+        by_id[d.doc_id] = d
+    ids = bm25.ids
+    if len(by_id) != len(ids):
+        lacking = next(i for i in ids if i not in by_id)
+        raise BdnscaError(
+            f"the index holds document {lacking!r}, the corpus does not: mine with the corpus the "
+            "index was built from"
+        )
+    return [by_id[i] for i in ids]
+
+
 def mine_hard_negatives(
     corpus: Corpus | str | os.PathLike[str],
     queries: Sequence[Query] | str | os.PathLike[str],
@@ -129,7 +205,9 @@ def mine_hard_negatives(
 
     ``corpus`` and ``queries`` are loaded objects or paths (corpus JSONL / BEIR; gold JSONL).
     ``settings`` fields may also be given as keyword arguments. ``bm25`` reuses an index built
-    over ``corpus`` in the same order. ``progress(done, total)`` is called between batches.
+    over ``corpus``: documents are matched to it by id (any order), a corpus with other ids is
+    refused, and the index's method and tokenizer are used and recorded in place of the
+    settings'. ``progress(done, total)`` is called between batches.
     """
     settings = settings or MiningSettings()
     if overrides:
@@ -144,18 +222,24 @@ def mine_hard_negatives(
         inputs["gold"] = str(queries)
         queries = read_queries(queries)
     t_read = time.perf_counter()
-    # One list of texts serves both the index and the twin detector (at 1M documents,
-    # building it twice costs seconds).
-    texts = corpus.texts(settings.include_title)
+    index_source = "reused" if bm25 is not None else "built"
     if bm25 is None:
-        tokenizer = make_tokenizer(settings.stopwords, settings.stemmer)
-        bm25 = _core.BM25(method=settings.method, k1=settings.k1, b=settings.b, tokenizer=tokenizer)
+        docs = corpus.documents
+        # One list of texts serves both the index and the twin detector (at 1M documents,
+        # building it twice costs seconds).
+        texts = corpus.texts(settings.include_title)
+        tokenizer = make_tokenizer(settings.stopwords, settings.stemmer, settings.lowercase)
+        bm25 = _core.BM25(
+            method=settings.method, k1=settings.k1, b=settings.b, delta=settings.delta, tokenizer=tokenizer
+        )
         bm25.index(texts, ids=corpus.ids)
-    elif bm25.n_docs != len(corpus):
-        raise BdnscaError(f"the index holds {bm25.n_docs} documents, the corpus {len(corpus)}")
+    else:
+        docs = documents_in_index_order(corpus, bm25)
+        texts = [d.indexed_text(settings.include_title) for d in docs]
+    retrieval = retrieval_settings(bm25)
+    settings = replace(settings, **retrieval)
     t_index = time.perf_counter()
 
-    docs = corpus.documents
     position = {d.doc_id: i for i, d in enumerate(docs)}
     domain_names: dict[str, int] = {}
 
@@ -190,36 +274,49 @@ def mine_hard_negatives(
             f"{len(missing)} gold judgements name documents missing from the corpus "
             f"(first: query {qid!r} -> {doc!r}); drop --strict to count and skip them"
         )
-    lo, hi = settings.rank_range or (1, settings.candidate_depth)
     doc_texts = _core.DocTexts(texts)
     del texts
-    mined: list[tuple] = []
+    params = settings.core_params()
+    mined: list[Mined] = []
     with _gc_paused():
-        _mine_batches(
-            bm25,
-            doc_texts,
-            doc_domains,
-            used,
-            positives,
-            relevant,
-            q_domains,
-            settings,
-            lo,
-            hi,
-            mined,
-            progress,
-        )
+        batch = 4096
+        for start in range(0, len(used), batch):
+            stop = start + batch
+            out = _core.mine(
+                bm25,
+                doc_texts,
+                domains=doc_domains,
+                queries=[q.text for q in used[start:stop]],
+                positives=positives[start:stop],
+                relevant=relevant[start:stop],
+                query_domains=q_domains[start:stop],
+                query_ids=[q.query_id for q in used[start:stop]],
+                params=params,
+            )
+            mined.extend(mined_per_query(out))
+            if progress:
+                progress(min(stop, len(used)), len(used))
         t_mine = time.perf_counter()
+        kept = [
+            (q, pos, rel, qd, m)
+            for q, pos, rel, qd, m in zip(used, positives, relevant, q_domains, mined, strict=True)
+            if not m.skipped
+        ]
+        if len(kept) < len(used):
+            skipped["positives_all_score_zero"] += len(used) - len(kept)
         domain_of = {v: k for k, v in domain_names.items()}
-        rows, pairs = _assemble(corpus, used, positives, relevant, q_domains, mined, domain_of, settings)
+        rows, pairs = assemble(
+            docs, kept, domain_of, settings.domain_field, settings.pair_format, settings.include_title
+        )
     t_done = time.perf_counter()
 
-    n_same = sum(len(m[0]) for m in mined)
-    n_cross = sum(len(m[1]) for m in mined)
+    results = [m for *_, m in kept]
+    n_same = sum(1 for m in results for n in m.negatives if n[3])
+    n_cross = sum(1 for m in results for n in m.negatives if not n[3])
     summary = {
         "queries": {
             "total": len(queries),
-            "used": len(used),
+            "used": len(kept),
             "skipped": dict(sorted(skipped.items())),
         },
         "missing_gold_documents": {
@@ -231,22 +328,25 @@ def mine_hard_negatives(
             "cross_domain": n_cross,
             "total": n_same + n_cross,
             "queries_short_of_same_domain": sum(
-                1 for m in mined if len(m[0]) < settings.hard_negatives_per_query
+                1 for m in results if sum(n[3] for n in m.negatives) < settings.hard_negatives_per_query
             ),
             "queries_short_of_cross_domain": sum(
-                1 for m in mined if len(m[1]) < settings.cross_domain_negatives_per_query
+                1
+                for m in results
+                if sum(not n[3] for n in m.negatives) < settings.cross_domain_negatives_per_query
             ),
-            "dropped_by_rank_range": sum(m[5] for m in mined),
-            "dropped_by_score_ratio": sum(m[6] for m in mined),
+            "dropped_by_rank_range": sum(m.dropped_by_rank for m in results),
+            "dropped_by_score_ratio": sum(m.dropped_by_score for m in results),
         },
         "suspected_false_negatives": {
-            "count": sum(len(m[2]) for m in mined),
-            "queries_with_any": sum(1 for m in mined if m[2]),
-            "exact_duplicates": sum(1 for m in mined for s in m[2] if s[2] >= 1.0),
+            "count": sum(len(m.suspects) for m in results),
+            "queries_with_any": sum(1 for m in results if m.suspects),
+            "exact_duplicates": sum(1 for m in results for s in m.suspects if s[2] >= 1.0),
         },
         "pairs": len(pairs),
         "pair_format": settings.pair_format,
-        "settings": {**asdict(settings), "rank_range": [lo, hi]},
+        "retrieval": {"index": index_source, **retrieval},
+        "settings": {**asdict(settings), "rank_range": [params.rank_min, params.rank_max]},
         "inputs": {
             name: {"path": p, "sha256": file_sha256(p)} for name, p in inputs.items() if Path(p).is_file()
         },
@@ -270,127 +370,6 @@ def _gc_paused():
     finally:
         if enabled:
             gc.enable()
-
-
-def _mine_batches(
-    bm25, texts, doc_domains, used, positives, relevant, q_domains, settings, lo, hi, mined, progress
-):
-    batch = 4096
-    for start in range(0, len(used), batch):
-        stop = start + batch
-        mined.extend(
-            _core.mine(
-                bm25,
-                texts,
-                doc_domains,
-                [q.text for q in used[start:stop]],
-                positives[start:stop],
-                relevant[start:stop],
-                q_domains[start:stop],
-                [q.query_id for q in used[start:stop]],
-                depth=settings.candidate_depth,
-                rank_min=lo,
-                rank_max=hi,
-                max_score_ratio=settings.max_score_ratio,
-                near_dup_threshold=settings.near_duplicate_threshold,
-                same_domain=settings.hard_negatives_per_query,
-                cross_domain=settings.cross_domain_negatives_per_query,
-                sampling=settings.sampling,
-                seed=settings.seed,
-                max_pairs=settings.max_pairs_per_query,
-            )
-        )
-        if progress:
-            progress(min(stop, len(used)), len(used))
-
-
-def _assemble(corpus, used, positives, relevant, q_domains, mined, domain_of, settings):
-    docs = corpus.documents
-    rows: list[dict[str, Any]] = []
-    pairs: list[dict[str, Any]] = []
-    for q, pos, rel, qd, m in zip(used, positives, relevant, q_domains, mined, strict=True):
-        same, cross, suspects, pos_scores, qpairs = m[0], m[1], m[2], m[3], m[4]
-        negs = [(d, s, r, True) for d, s, r in same] + [(d, s, r, False) for d, s, r in cross]
-        rows.append(
-            {
-                "query_id": q.query_id,
-                "query": q.text,
-                "domain": domain_of[qd],
-                "relevant_doc_ids": [docs[i].doc_id for i in rel],
-                "positive_doc_ids": [docs[i].doc_id for i in pos],
-                "hard_negative_doc_ids": [docs[d].doc_id for d, *_ in negs],
-                "hard_negative_same_domain_doc_ids": [docs[d].doc_id for d, *_ in same],
-                "hard_negative_cross_domain_doc_ids": [docs[d].doc_id for d, *_ in cross],
-                "hard_negatives": [
-                    {
-                        "doc_id": docs[d].doc_id,
-                        "score": round(float(s), 6),
-                        "rank": r,
-                        "domain": docs[d].fields.get(settings.domain_field),
-                        "same_domain": is_same,
-                    }
-                    for d, s, r, is_same in negs
-                ],
-                "positive_scores": {
-                    docs[i].doc_id: round(float(s), 6) for i, s in zip(pos, pos_scores, strict=True)
-                },
-                "suspected_false_negative_doc_ids": [docs[s[0]].doc_id for s in suspects],
-                "suspected_false_negatives": [
-                    {
-                        "doc_id": docs[d].doc_id,
-                        "duplicate_of": docs[t].doc_id,
-                        "similarity": round(sim, 4),
-                        "score": round(float(sc), 6),
-                        "rank": r,
-                    }
-                    for d, t, sim, sc, r in suspects
-                ],
-            }
-        )
-        for p, n in qpairs:
-            pairs.append(_pair_row(settings, q, docs[p], docs[n], p, n))
-    if settings.pair_format == "pointwise":
-        pairs = _pointwise(pairs)
-    return rows, pairs
-
-
-def _pair_row(settings: MiningSettings, q: Query, pos, neg, p: int, n: int) -> dict[str, Any]:
-    if settings.pair_format == "triplet":
-        return {
-            "anchor": q.text,
-            "positive": pos.indexed_text(settings.include_title),
-            "negative": neg.indexed_text(settings.include_title),
-        }
-    if settings.pair_format == "pointwise":
-        # expanded into one row per (query, document) by _pointwise
-        return {"_q": q, "_docs": ((pos, 1), (neg, 0)), "_title": settings.include_title}
-    return {
-        "query_id": q.query_id,
-        "query": q.text,
-        "positive_doc_id": pos.doc_id,
-        "negative_doc_id": neg.doc_id,
-        "positive_text": pos.text,
-        "negative_text": neg.text,
-        "positive_title": pos.title,
-        "negative_title": neg.title,
-        "label": 1,
-    }
-
-
-def _pointwise(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (query, document): each positive once with label 1, each negative once with 0."""
-    out: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
-    for r in raw:
-        q = r["_q"]
-        for doc, label in r["_docs"]:
-            if (q.query_id, doc.doc_id) in seen:
-                continue
-            seen.add((q.query_id, doc.doc_id))
-            out.append(
-                {"query": q.text, "doc_id": doc.doc_id, "text": doc.indexed_text(r["_title"]), "label": label}
-            )
-    return out
 
 
 def write_mining_outputs(
