@@ -26,10 +26,22 @@ from bdnsca.errors import BdnscaError
 @click.option("--batch-size", default=4, show_default=True, type=int)
 @click.option("--grad-accum", default=1, show_default=True, type=int)
 @click.option("--max-length", default=512, show_default=True, type=int)
-@click.option("--max-prompt-length", default=256, show_default=True, type=int)
+@click.option(
+    "--max-prompt-length",
+    default=256,
+    show_default=True,
+    type=int,
+    help="Keep each prompt's last N tokens (and its BOS), chat-template rendering included.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--eval-dataset", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--eval-fraction", default=0.0, show_default=True, type=float)
+@click.option(
+    "--eval-fraction",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Hold out this share of scenarios (metadata.scenario_id; the prompt when absent).",
+)
 @click.option("--eval-steps", default=None, type=int)
 @click.option("--save-steps", default=25, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR/checkpoints.")
@@ -40,7 +52,8 @@ from bdnsca.errors import BdnscaError
     "--quantization", type=click.Choice(["auto", "4bit", "none"]), default="auto", show_default=True
 )
 def train_dpo_cmd(**kwargs) -> None:
-    """Train a LoRA (QLoRA on CUDA) adapter with DPO, IPO, ORPO or SimPO."""
+    """Train a LoRA (QLoRA on CUDA) adapter with DPO, IPO, ORPO or SimPO. A NaN or infinite loss
+    or gradient norm stops training and fails the command (exit 1) after metrics.json is saved."""
     from bdnsca.train.preference import PreferenceTrainingConfig, train_preferences
 
     metrics = train_preferences(PreferenceTrainingConfig(**kwargs))

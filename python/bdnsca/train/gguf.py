@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,8 @@ def write_llama_gguf(model, tokenizer, path: str | os.PathLike[str]) -> Path:
             f"only Llama-architecture models can be written as GGUF here, not {cfg.model_type!r}"
         )
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # unique per process, thread and call: two writers of one path never share a temp file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}.tmp")
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     if spec["model"]["type"] != "BPE":
         raise BdnscaError("only byte-level BPE tokenizers can be written as GGUF here")
@@ -102,6 +105,8 @@ def write_llama_gguf(model, tokenizer, path: str | os.PathLike[str]) -> Path:
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -7,13 +7,14 @@ speculative decoding) come from ``--tokenizer-from``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bdnsca.data.io import write_json
 from bdnsca.errors import BdnscaError
+from bdnsca.train.common import check_replaceable, save_folder
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
 CHAT_TEMPLATE = (
@@ -88,15 +89,18 @@ def make_tiny_model(
     progress: Any = None,
 ) -> dict[str, Any]:
     """Writes a random-initialised LlamaForCausalLM and its tokenizer to ``output_dir``
-    (and ``model.gguf`` with ``gguf=True``). Returns a description of what was written."""
+    (and ``model.gguf`` with ``gguf=True``), the folder replaced whole with one rename.
+    Returns a description of what was written."""
+    config = config or TinyModelConfig()
+    config.validate()
+    out = Path(output_dir)
+    check_replaceable(out)
+
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from bdnsca.data.npcworld import bundled_texts
 
-    config = config or TinyModelConfig()
-    config.validate()
-    out = Path(output_dir)
     if tokenizer_from is not None:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_from))
     else:
@@ -121,9 +125,6 @@ def make_tiny_model(
     copy_info = None
     if copy_steps > 0:
         copy_info = train_copy_task(model, tok, copy_steps, seed=config.seed, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
     info = {
         "path": str(out),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -133,12 +134,20 @@ def make_tiny_model(
     }
     if copy_info is not None:
         info["copy_task"] = copy_info
-        write_copy_task_files(out)
-    if gguf:
-        from bdnsca.train.gguf import write_llama_gguf
 
-        info["gguf"] = str(write_llama_gguf(model, tok, out / "model.gguf"))
-    (out / "bdnsca_tiny_model.json").write_text(json.dumps(info, indent=2) + "\n")
+    def fill(stage: Path) -> None:
+        model.save_pretrained(stage)
+        tok.save_pretrained(stage)
+        if copy_info is not None:
+            write_copy_task_files(stage)
+        if gguf:
+            from bdnsca.train.gguf import write_llama_gguf
+
+            write_llama_gguf(model, tok, stage / "model.gguf")
+            info["gguf"] = str(out / "model.gguf")
+        write_json(stage / "bdnsca_tiny_model.json", info)
+
+    save_folder(out, fill)  # the folder appears whole, with one rename
     return info
 
 
