@@ -157,7 +157,7 @@ def test_fused_projections_are_targeted():
 def test_merge_adapter(tiny, prefs, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from bdnsca.train.preference import merge_adapter
+    from bdnsca.train.common import merge_adapter
 
     train_preferences(config(tiny, prefs, tmp_path / "a", max_steps=4, eval_fraction=0.0))
     merge_adapter(str(tiny), str(tmp_path / "a"), str(tmp_path / "merged"))

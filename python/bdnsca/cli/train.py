@@ -76,7 +76,7 @@ def train_dpo_cmd(**kwargs) -> None:
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 def merge_adapter_cmd(base_model, adapter, output_dir) -> None:
     """Merge a LoRA adapter into the base model's full weights."""
-    from bdnsca.train.preference import merge_adapter
+    from bdnsca.train.common import merge_adapter
 
     _console().print(f"merged model written to {merge_adapter(base_model, adapter, output_dir)}")
 

@@ -29,6 +29,8 @@ from bdnsca.train.common import (
     finite_or_none,
     load_base_model,
     lora_target_modules,
+    merge_adapter,
+    plot_metrics,
     resolve_quantization,
     save_folder,
     save_pretrained_folder,
@@ -401,70 +403,6 @@ def train_preferences(cfg: PreferenceTrainingConfig) -> dict[str, Any]:
         )
     save_pretrained_folder(out, trainer.model, prep.tokenizer, extra=write_records, carry=("checkpoints",))
     return metrics
-
-
-# ----------------------------------------------------------------------------- plots and merging
-
-
-def _margin_key(entry: dict[str, Any], prefix: str = "") -> float | None:
-    for key in (f"{prefix}rewards/margins", f"{prefix}rewards_margins"):
-        if key in entry:
-            return entry[key]
-    return None
-
-
-def _num(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def plot_metrics(metrics: dict[str, Any], path: Path) -> None:
-    """Loss and reward margin per step, train and eval (null values leave gaps)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    train = metrics["train"]
-    ax1.plot([h["step"] for h in train], [_num(h["loss"]) for h in train], label="train loss")
-    ev = metrics["eval"]
-    if ev:
-        ax1.plot([h["step"] for h in ev], [_num(h["eval_loss"]) for h in ev], "o-", label="eval loss")
-    ax1.set_xlabel("step")
-    ax1.set_title(f"{metrics['loss']} loss")
-    ax1.legend()
-    margins = [(h["step"], _num(_margin_key(h))) for h in train if _margin_key(h) is not None]
-    if margins:
-        ax2.plot(*zip(*margins, strict=True), label="train reward margin")
-    emargins = [(h["step"], _num(_margin_key(h, "eval_"))) for h in ev if _margin_key(h, "eval_") is not None]
-    if emargins:
-        ax2.plot(*zip(*emargins, strict=True), "o-", label="eval reward margin")
-    ax2.set_xlabel("step")
-    ax2.set_title("reward margin (chosen - rejected)")
-    ax2.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-
-
-def merge_adapter(base_model: str, adapter: str, output_dir: str) -> str:
-    """Merges a LoRA adapter into the base model's weights and writes the full model (the
-    folder replaced whole, with one rename)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not (Path(adapter) / "adapter_config.json").exists():
-        raise BdnscaError(f"{adapter}: no adapter_config.json (not a LoRA adapter folder)")
-    check_replaceable(output_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_model)
-    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    save_pretrained_folder(output_dir, merged, AutoTokenizer.from_pretrained(adapter))
-    return str(output_dir)
 
 
 __all__ = [
