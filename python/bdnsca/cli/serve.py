@@ -86,6 +86,12 @@ def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
 
     try:
         result = run_serve_bench(settings, progress=tick, argv=["bdnsca", *sys.argv[1:]])
+    except BaseException as exc:
+        bar.stop()
+        # An interrupt or a bug is shown without its notes: say where the finished requests are.
+        for note in getattr(exc, "__notes__", ()):
+            con.print(note, markup=False, highlight=False)
+        raise
     finally:
         bar.stop()
     from rich import box
@@ -93,20 +99,24 @@ def serve_bench_cmd(models, speculative, quality, **kwargs) -> None:
 
     table = Table(
         title="serve-bench",
-        caption="latency, TTFT: mean ms; tok/s: mean decode; front: on the Pareto frontier; "
-        "ident: greedy identity with plain decoding",
+        caption="latency, TTFT: mean ms; speed-up: plain latency / this (same model, paired 95% CI); "
+        "tok/s: mean decode; front: on the Pareto frontier; ident: greedy identity with plain decoding",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     table.add_column("config", overflow="fold", min_width=22)
-    for col in ("latency", "TTFT", "tok/s", "accept", "quality", "front", "ratio", "ident"):
+    for col in ("latency", "TTFT", "speed-up", "tok/s", "accept", "quality", "front", "ratio", "ident"):
         table.add_column(col, justify="right", overflow="fold")
     for e in result.summary["configs"]:
-        acc, ident = e["acceptance_rate"], e["greedy_identity_rate"]
+        acc, ident, sp = e["acceptance_rate"], e["greedy_identity_rate"], e.get("speedup_vs_plain")
+        speedup = "-" if not sp or sp["mean"] is None else f"{sp['mean']:.2f}x"
+        if sp and sp["ci95"]:
+            speedup += f" [{sp['ci95'][0]:.2f}, {sp['ci95'][1]:.2f}]"
         table.add_row(
             e["name"],
             f"{e['total_ms']['mean']:.1f}",
             f"{e['ttft_ms']['mean']:.1f}",
+            speedup,
             "-" if e["decode_tokens_per_s"]["mean"] is None else f"{e['decode_tokens_per_s']['mean']:.0f}",
             "-" if acc is None else f"{acc:.2f}",
             f"{e['quality']['score']:.3f}",
