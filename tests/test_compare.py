@@ -266,3 +266,46 @@ def test_pairs_cover_every_combination():
     qrels, runs = _random_runs(rng, n_runs=4)
     res = bdnsca.compare(qrels, runs, ["mrr@10"], resamples=200)
     assert {(c.a, c.b) for c in res.comparisons} == set(itertools.combinations(runs, 2))
+
+
+def test_monte_carlo_randomization_p_value_equals_scipy_within_error():
+    scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is the reference")
+    rng = np.random.default_rng(21)
+    a = rng.normal(0.5, 0.2, 40)
+    b = a + rng.normal(0.04, 0.15, 40)
+    p = _pvalue(np.column_stack([b, a]), "randomization", resamples=20_000, seed=4)
+    ref = scipy_stats.permutation_test(
+        (b, a),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        n_resamples=20_000,
+        alternative="two-sided",
+        vectorized=True,
+        random_state=1,
+    ).pvalue
+    assert abs(p - ref) < 5 * math.sqrt(ref * (1 - ref) / 20_000) * math.sqrt(2)
+
+
+def test_bootstrap_test_p_value_is_the_shifted_bootstrap_tail():
+    # The paired bootstrap test: the share of resampled deltas at least as far from the observed
+    # delta as the observed is from 0. Large effect -> tiny p; no effect -> p near 1.
+    rng = np.random.default_rng(22)
+    a = rng.normal(0.5, 0.1, 200)
+    assert _pvalue(np.column_stack([a + 0.05, a]), "bootstrap", resamples=2000) == pytest.approx(1 / 2001)
+    d = rng.normal(0, 0.1, 200)
+    d -= d.mean()
+    assert _pvalue(np.column_stack([a + d, a]), "bootstrap", resamples=2000) > 0.9
+
+
+def test_one_query_has_no_test_and_writes_null(tmp_path):
+    qrels = {"q": {"d": 1}}
+    res = bdnsca.compare(
+        qrels,
+        {"A": {"q": {"d": 1.0}}, "B": {"q": {"x": 1.0, "d": 0.5}}},
+        ["mrr@10"],
+        test="t-test",
+        resamples=200,
+    )
+    (c,) = res.comparisons
+    assert math.isnan(c.p_value) and not c.significant
+    assert json.loads(json.dumps(res.to_dict(), allow_nan=False))["comparisons"][0]["p_value"] is None

@@ -240,6 +240,16 @@ def mine(
     inconsistent inputs.
     """
 
+def lexical_stats(
+    texts: str | Iterable[str], *, mtld_threshold: float = 0.72, threads: int | None = None
+) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]:
+    """Lexical statistics of each text (a single string counts as a list of one), computed in
+    parallel: ``tokens`` and ``types`` (int64), ``distinct1``, ``distinct2``, ``repetition``
+    (rep-3: 1 - distinct trigrams / trigrams) and ``mtld`` (McCarthy & Jarvis, the mean of the
+    forward and backward passes) as float64 arrays. Tokens are ``Tokenizer()``'s. A text with
+    fewer than n tokens has distinct-n 0; an empty text is all zeros. Raises BdnscaError unless
+    0 < mtld_threshold < 1."""
+
 def pareto_frontier(points: npt.NDArray[np.float64], maximize: list[bool]) -> npt.NDArray[np.int64]:
     """Indices (ascending) of the non-dominated rows of a C-contiguous float64 (n, d) array;
     ``maximize[j]`` says whether column j is maximised. NaN rows are never on the frontier;
@@ -250,3 +260,42 @@ def frontier_ratio(
 ) -> npt.NDArray[np.float64]:
     """latency / the lowest latency among configurations whose quality is at least as high
     (1.0 on the frontier), NaN where latency or quality is NaN."""
+
+# ----------------------------------------------------------------------------- paired statistics
+# Score matrices are C-contiguous float64 (n_rows, n_columns); every resample is shared by all
+# columns, so comparisons of any two columns are paired.
+
+def compare_pairs(
+    values: npt.NDArray[np.float64],
+    pairs: list[tuple[int, int]],
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    test: str = "randomization",
+) -> list[dict[str, float]]:
+    """Per pair (a, b): ``a, b, mean_a, mean_b, delta`` (mean_a - mean_b), ``ci_low, ci_high``
+    (percentile bootstrap at ``confidence``) and a two-sided ``p_value`` from ``test``
+    (randomization | t-test | bootstrap; NaN with fewer than two rows). Raises BdnscaError for a
+    non-finite value, a pair outside the columns, or an unknown test; MemoryError when the
+    resamples do not fit."""
+
+def bootstrap_means(
+    values: npt.NDArray[np.float64], *, resamples: int = 10_000, seed: int = 0
+) -> npt.NDArray[np.float64]:
+    """Column means over bootstrap resamples of the rows: (resamples, n_columns)."""
+
+def sign_flip_means(
+    values: npt.NDArray[np.float64], *, resamples: int = 10_000, seed: int = 0, exact: bool = False
+) -> npt.NDArray[np.float64]:
+    """Column means with random sign flips of the rows (all 2^n sign vectors with ``exact``,
+    n <= 20): (draws, n_columns)."""
+
+def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
+    """Holm / Bonferroni / none adjusted p-values, capped at 1; NaN stays NaN."""
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion (NaN, NaN for n = 0)."""
+
+def student_t_two_sided(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom."""

@@ -243,8 +243,12 @@ pub struct PairResult {
 /// bootstrap interval, and the chosen test's two-sided p-value. All pairs share the resamples.
 ///
 /// Monte-Carlo p-values are `(1 + #{|null| >= |observed|}) / (1 + resamples)` (never 0); the
-/// randomization test enumerates all `2^n` sign vectors when that is at most `resamples`, and
-/// then its p-value is exact (`#{|null| >= |observed|} / 2^n`).
+/// randomization test enumerates all `2^n` sign vectors when that is at most `resamples` (and
+/// `n <= 20`), and then its p-value is exact (`#{|null| >= |observed|} / 2^n`). With fewer than
+/// two rows there is no test: the p-value is NaN.
+///
+/// Resampling works on rows centred on their mean (a per-row shift leaves every difference of
+/// two columns unchanged), so large offsets common to all columns cost no precision.
 pub fn compare_pairs(
     values: &[f64],
     n: usize,
@@ -268,11 +272,13 @@ pub fn compare_pairs(
         )));
     }
     let means = column_means(values, n, cols);
-    let boot = bootstrap_means(values, n, cols, cfg.resamples, cfg.seed)?;
-    let exact = n < 64 && (1usize << n) <= cfg.resamples;
+    let centred = centre_rows(values, cols)?;
+    let scale = centred.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let boot = bootstrap_means(&centred, n, cols, cfg.resamples, cfg.seed)?;
+    let exact = n <= 20 && (1usize << n) <= cfg.resamples;
     let flips = match cfg.test {
         PairedTest::Randomization => Some(sign_flip_means(
-            values,
+            &centred,
             n,
             cols,
             cfg.resamples,
@@ -286,9 +292,16 @@ pub fn compare_pairs(
         .par_iter()
         .map(|&(a, b)| {
             let delta = means[a] - means[b];
-            let mut deltas: Vec<f64> = boot.chunks_exact(cols).map(|r| r[a] - r[b]).collect();
-            let tol = 1e-12 * (1.0 + delta.abs());
+            // Resampled deltas of the centred rows, put back on the original location.
+            let shift = delta - centred_delta(&centred, n, cols, a, b);
+            let mut deltas: Vec<f64> = boot
+                .chunks_exact(cols)
+                .map(|r| r[a] - r[b] + shift)
+                .collect();
+            // Equal statistics computed along different summation orders differ by rounding.
+            let tol = 1e-9 * (scale + delta.abs()).max(f64::MIN_POSITIVE);
             let p_value = match cfg.test {
+                _ if n < 2 => f64::NAN,
                 PairedTest::Bootstrap => {
                     let hits = deltas
                         .iter()
@@ -324,6 +337,22 @@ pub fn compare_pairs(
             }
         })
         .collect())
+}
+
+/// Each row minus its own mean.
+fn centre_rows(values: &[f64], cols: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(values.len())
+        .map_err(|_| Error::OutOfMemory(format!("a copy of {} values", values.len())))?;
+    for row in values.chunks_exact(cols) {
+        let m = row.iter().sum::<f64>() / cols as f64;
+        out.extend(row.iter().map(|v| v - m));
+    }
+    Ok(out)
+}
+
+fn centred_delta(centred: &[f64], n: usize, cols: usize, a: usize, b: usize) -> f64 {
+    centred.chunks_exact(cols).map(|r| r[a] - r[b]).sum::<f64>() / n as f64
 }
 
 fn column_means(values: &[f64], n: usize, cols: usize) -> Vec<f64> {
@@ -474,7 +503,16 @@ pub fn adjust_p_values(p: &[f64], method: Correction) -> Vec<f64> {
     let m = p.iter().filter(|x| !x.is_nan()).count();
     match method {
         Correction::None => p.to_vec(),
-        Correction::Bonferroni => p.iter().map(|&x| (x * m as f64).min(1.0)).collect(),
+        Correction::Bonferroni => p
+            .iter()
+            .map(|&x| {
+                if x.is_nan() {
+                    x
+                } else {
+                    (x * m as f64).min(1.0)
+                }
+            })
+            .collect(),
         Correction::Holm => {
             let mut order: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
             order.sort_by(|&i, &j| p[i].total_cmp(&p[j]).then(i.cmp(&j)));
@@ -591,6 +629,61 @@ mod tests {
         for r in m.chunks_exact(3) {
             assert!((r[2] - r[0] - 1.0).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn large_common_offsets_do_not_change_p_values() {
+        // Lattice differences with a 1e4 offset on both columns: exact enumeration must give
+        // the same p-value as without the offset.
+        let d = [
+            1.0, -2.0, 3.0, 1.0, 0.0, 2.0, -1.0, 1.0, 2.0, 3.0, -3.0, 1.0,
+        ];
+        let cfg = CompareConfig {
+            resamples: 4096,
+            seed: 0,
+            confidence: 0.95,
+            test: PairedTest::Randomization,
+        };
+        let mk = |off: f64| -> Vec<f64> { d.iter().flat_map(|&x| [off + x / 4.0, off]).collect() };
+        let p0 = compare_pairs(&mk(0.0), 12, 2, &[(0, 1)], &cfg).unwrap()[0].p_value;
+        let p1 = compare_pairs(&mk(1e4), 12, 2, &[(0, 1)], &cfg).unwrap()[0].p_value;
+        assert_eq!(p0, p1);
+        // by enumeration in integers: |sum of signed d| >= |sum d| = 8
+        let total: i64 = d.iter().map(|&x| x as i64).sum();
+        let hits = (0..4096u32)
+            .filter(|mask| {
+                let s: i64 = d
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| {
+                        if mask >> i & 1 == 1 {
+                            -(x as i64)
+                        } else {
+                            x as i64
+                        }
+                    })
+                    .sum();
+                s.abs() >= total.abs()
+            })
+            .count();
+        assert!((p0 - hits as f64 / 4096.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_row_has_no_test_and_bonferroni_keeps_nan() {
+        let cfg = CompareConfig {
+            resamples: 100,
+            seed: 0,
+            confidence: 0.95,
+            test: PairedTest::Bootstrap,
+        };
+        assert!(
+            compare_pairs(&[1.0, 0.0], 1, 2, &[(0, 1)], &cfg).unwrap()[0]
+                .p_value
+                .is_nan()
+        );
+        let adj = adjust_p_values(&[f64::NAN, 0.2], Correction::Bonferroni);
+        assert!(adj[0].is_nan() && adj[1] == 0.2);
     }
 
     #[test]

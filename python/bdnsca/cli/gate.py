@@ -75,6 +75,20 @@ def compare_cmd(qrels, runs, metrics, test, resamples, seed, alpha, correction, 
         con.print(f"-> {output}")
 
 
+def _scale(text: str | None) -> tuple[float, float] | None:
+    from bdnsca.errors import BdnscaError
+
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise BdnscaError(f"--rating-scale must be MIN:MAX, got {text!r}") from None
+    if not lo < hi:
+        raise BdnscaError(f"--rating-scale needs MIN < MAX, got {text!r}")
+    return lo, hi
+
+
 def _run_names(paths: tuple[str, ...]) -> list[str]:
     stems = [Path(p).stem for p in paths]
     if len(set(stems)) == len(stems):
@@ -99,6 +113,20 @@ def _run_names(paths: tuple[str, ...]) -> list[str]:
     default="overall_quality",
     show_default=True,
     help="Ratings column compared for the soft win-rate.",
+)
+@click.option("--rating-scale", default=None, help="MIN:MAX of the ratings (default: the run's, else 1:5).")
+@click.option(
+    "--duplicate-ratings",
+    type=click.Choice(["error", "collapse"]),
+    default="error",
+    show_default=True,
+    help="A repeated (scenario, arm, annotator) rating: an error, or averaged into one.",
+)
+@click.option(
+    "--win-rate-margin",
+    default=None,
+    type=float,
+    help="Non-inferiority margin of the soft win-rate (default: --non-inferiority-margin).",
 )
 @click.option("--anchor-ratings", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--candidate-ratings", type=click.Path(exists=True, dir_okay=False), default=None)
@@ -137,6 +165,9 @@ def gate_cmd(**kw) -> None:
             baseline_arms=_csv(kw["baseline_arms"]) if kw["baseline_arms"] is not None else None,
             quality_metrics=_csv(kw["quality_metrics"]),
             rating_metric=kw["rating_metric"],
+            rating_scale=_scale(kw["rating_scale"]),
+            duplicate_ratings=kw["duplicate_ratings"],
+            win_rate_margin=kw["win_rate_margin"],
             retrieval_metrics=_csv(kw["retrieval_metrics"]),
             alpha=kw["alpha"],
             non_inferiority_margin=kw["non_inferiority_margin"],
