@@ -19,7 +19,7 @@ class IndexFileError(BdnscaError):
     """An index file is truncated, corrupt, foreign or of another format version."""
 
 class Tokenizer:
-    """Lower-casing, splitting into words by a pattern, optional stopwords and stemmer.
+    r"""Lower-casing, splitting into words by a pattern, optional stopwords and stemmer.
 
     ``stopwords``: None, ``"en"`` (Lucene's English list, bm25s's ``en``) or a list of words.
     ``stemmer``: None or ``"english"`` (Snowball English, as PyStemmer's ``english``).
