@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
+import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bdnsca
 from conftest import zipf_corpus
@@ -153,3 +157,177 @@ def test_repeated_query_terms_count_each_time(bm):
 
 def test_doc_index_and_len(bm):
     assert len(bm) == 3 and bm.doc_index("dog") == 1 and bm.doc_index("cat") is None
+
+
+# --- one tie rule, and MaxScore exactness ---------------------------------------------------------
+
+METHODS = ["robertson", "atire", "bm25l", "bm25+", "lucene"]
+
+
+def _full_ranking(bm, query, ids, tokens):
+    """Matching documents by score descending, then id descending by bytes (trec_eval's order),
+    from get_scores: independent of the top-k code."""
+    scores = bm.get_scores(query)
+    q = set(query)
+    matching = [i for i, doc in enumerate(tokens) if q & set(doc)]
+    by_id = sorted(matching, key=lambda i: ids[i].encode(), reverse=True)
+    return [(ids[i], float(scores[i])) for i in sorted(by_id, key=lambda i: -scores[i])]
+
+
+@st.composite
+def _corpus_and_queries(draw):
+    vocab = draw(st.integers(2, 40))
+    n_docs = draw(st.integers(1, 150))
+    # Short documents over a small vocabulary, some copied: many tied scores.
+    tokens = [
+        [f"t{draw(st.integers(0, vocab - 1))}" for _ in range(draw(st.integers(1, 6)))] for _ in range(n_docs)
+    ]
+    for _ in range(draw(st.integers(0, n_docs // 3))):
+        tokens.append(list(tokens[draw(st.integers(0, len(tokens) - 1))]))
+    ids = draw(
+        st.lists(
+            st.text(alphabet="aAbz0129-_é", min_size=0, max_size=4),
+            min_size=len(tokens),
+            max_size=len(tokens),
+            unique=True,
+        )
+    )
+    # 1 to 300 terms with repeats (passage-length mining queries), some unknown to the index.
+    terms = st.integers(0, vocab + 3).map(lambda t: f"t{t}")
+    queries = draw(
+        st.lists(
+            st.lists(terms, min_size=1, max_size=draw(st.sampled_from([3, 30, 300]))), min_size=1, max_size=4
+        )
+    )
+    return tokens, ids, queries
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(
+    data=_corpus_and_queries(),
+    method=st.sampled_from(METHODS),
+    params=st.sampled_from([(1.5, 0.75, 0.5), (0.0, 0.0, 1.0), (1.2, 1.0, 0.0), (2.0, 0.5, 1e6)]),
+    k=st.integers(1, 200),
+)
+def test_search_equals_full_sort_under_the_tie_rule(data, method, params, k):
+    tokens, ids, queries = data
+    k1, b, delta = params
+    if method == "bm25+" and k1 == 0:
+        k1 = 0.5  # refused: every score would be NaN
+    bm = bdnsca.BM25(method=method, k1=k1, b=b, delta=delta).index(tokens, ids=ids)
+    batch_ids, batch_scores = bm.search_batch(queries, k=k)
+    positions, _ = bm.search_batch_indices(queries, k=k)
+    for i, q in enumerate(queries):
+        want = _full_ranking(bm, q, ids, tokens)[:k]
+        got = bm.search(q, k=k)
+        assert got == want
+        assert batch_ids[i] == [d for d, _ in want]
+        assert [ids[p] for p in positions[i] if p >= 0] == [d for d, _ in want]
+        np.testing.assert_array_equal(batch_scores[i][: len(want)], [s for _, s in want])
+
+
+def test_ties_rank_by_id_descending_everywhere():
+    bm = bdnsca.BM25().index(["red fox", "red fox", "red fox", "blue"], ids=["b", "c10", "c9", "a"])
+    assert [d for d, _ in bm.search("fox")] == ["c9", "c10", "b"]
+    assert bm.search_batch(["fox"], k=2)[0] == [["c9", "c10"]]
+    assert bm.search_batch_indices(["fox"], k=3)[0].tolist() == [[2, 1, 0]]
+    # Default ids "0".."n-1" compare as strings too: "9" > "10" > "1".
+    bm = bdnsca.BM25().index([["x"]] * 11)
+    assert [d for d, _ in bm.search(["x"], k=4)] == ["9", "8", "7", "6"]
+    assert [d for d, _ in bm.search(["x"], k=11)][-3:] == ["10", "1", "0"]
+
+
+# --- parameters, memory, threads, forged index files ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "k1", "delta"), [("bm25l", 0.0, 0.0), ("bm25+", 0.0, 0.0), ("bm25+", 0.0, 1.0)]
+)
+def test_parameters_that_make_every_score_nan_are_refused(method, k1, delta):
+    with pytest.raises(bdnsca.BdnscaError, match="NaN"):
+        bdnsca.BM25(method=method, k1=k1, delta=delta)
+
+
+@pytest.mark.parametrize(
+    ("k1", "b", "delta"), [(-1.0, 0.75, 0.5), (1.5, -0.1, 0.5), (1.5, 1.1, 0.5), (1.5, 0.75, -1.0)]
+)
+def test_out_of_range_parameters_are_refused(k1, b, delta):
+    for method in METHODS:
+        with pytest.raises(bdnsca.BdnscaError):
+            bdnsca.BM25(method=method, k1=k1, b=b, delta=delta)
+
+
+def test_neighbouring_parameters_score_finitely():
+    tokens = [["a", "b"], ["b", "c", "c"], ["a"]]
+    for method, k1, delta in [("bm25l", 0.0, 0.5), ("bm25l", 0.5, 0.0), ("bm25+", 1e-9, 0.0)]:
+        scores = bdnsca.BM25(method=method, k1=k1, delta=delta).index(tokens).get_scores(["a", "c"])
+        assert np.isfinite(scores).all(), (method, k1, delta)
+
+
+def _overcommit_refuses_huge_allocations() -> bool:
+    try:
+        return open("/proc/sys/vm/overcommit_memory").read().strip() != "1"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(
+    not _overcommit_refuses_huge_allocations(), reason="vm.overcommit_memory=1 accepts any allocation"
+)
+def test_search_batch_too_large_for_memory_is_a_memory_error():
+    bm = bdnsca.BM25().index([["a"]] * 300_000)
+    queries = ["zzz"] * 1_500_000  # 1.5M x 300k results: terabytes
+    with pytest.raises(MemoryError, match="smaller k"):
+        bm.search_batch(queries, k=10**12)
+    with pytest.raises(MemoryError):
+        bm.search_batch_indices(queries, k=10**12)
+    assert bm.search_batch(["a"], k=2)[0] == [["99999", "99998"]]  # still usable; "99999" > "299999"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_thread_pools_do_not_accumulate():
+    bm = bdnsca.BM25().index([["a", "b"], ["b"]])
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    before = threads()
+    for n in range(1, 25):
+        bm.search_batch([["a"]], k=1, threads=n)
+    # Kept: the last 4 sizes (21..24 threads, 90 in all); 300 if every size were kept.
+    deadline = time.monotonic() + 10
+    while threads() - before > 90 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threads() - before <= 90
+
+
+def _reseal(data: bytes) -> bytes:
+    """The file with a correct CRC-32 again (the format's last 4 bytes, little-endian)."""
+    return data[:-4] + zlib.crc32(data[:-4]).to_bytes(4, "little")
+
+
+def test_forged_index_with_a_valid_checksum_is_refused(tmp_path):
+    path = tmp_path / "x.idx"
+    bdnsca.BM25().index(["red fox", "lazy dog"], ids=["qq", "rr"]).save(path)
+    data = path.read_bytes()
+    forged = data.replace(b"\x02\x00\x00\x00rr", b"\x02\x00\x00\x00qq")
+    assert forged != data
+    path.write_bytes(_reseal(forged))
+    with pytest.raises(bdnsca.IndexFileError, match=r'x\.idx: duplicate document id "qq"'):
+        bdnsca.BM25.load(path)
+    # A method code past the known ones (256 would have been read as robertson).
+    path.write_bytes(_reseal(data[:12] + (256).to_bytes(4, "little") + data[16:]))
+    with pytest.raises(bdnsca.IndexFileError, match="unknown BM25 method code 256"):
+        bdnsca.BM25.load(path)
+
+
+def test_tokenizer_pattern_is_saved_with_the_index(tmp_path):
+    tok = bdnsca.Tokenizer(pattern="bm25s", stopwords="en")
+    bm = bdnsca.BM25(tokenizer=tok).index(["Mach 3 flow, c = e", "a flow at mach 2"])
+    bm.save(tmp_path / "x.idx")
+    back = bdnsca.BM25.load(tmp_path / "x.idx")
+    assert back.tokenizer.pattern == "bm25s"
+    assert back.tokenizer.tokenize("Mach 3 c flow") == [["mach", "flow"]]
+    with pytest.raises(bdnsca.BdnscaError, match="unknown token pattern"):
+        bdnsca.Tokenizer(pattern="regex")

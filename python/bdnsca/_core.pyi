@@ -19,11 +19,17 @@ class IndexFileError(BdnscaError):
     """An index file is truncated, corrupt, foreign or of another format version."""
 
 class Tokenizer:
-    """Unicode lower-casing, splitting on non-alphanumerics, optional stopwords and stemmer.
+    r"""Lower-casing, splitting into words by a pattern, optional stopwords and stemmer.
 
-    ``stopwords``: None, ``"en"`` (Lucene's English list) or a list of words.
+    ``stopwords``: None, ``"en"`` (Lucene's English list, bm25s's ``en``) or a list of words.
     ``stemmer``: None or ``"english"`` (Snowball English, as PyStemmer's ``english``).
-    Raises BdnscaError for an unknown stopword list or stemmer.
+    ``pattern``: ``"alnum"`` (default) keeps every run of Unicode alphanumerics, one-character
+    tokens included; ``"bm25s"`` is bm25s's ``(?u)\b\w\w+\b`` after Python's ``str.lower()``
+    (words of two or more characters; Python's ``\w``, so combining marks split words), so
+    ``Tokenizer(pattern="bm25s", stopwords="en")`` yields exactly
+    ``bm25s.tokenize(texts, return_ids=False)``'s tokens. With ``"bm25s"`` the stopwords are
+    compared with the lower-cased tokens as given, as bm25s does.
+    Raises BdnscaError for an unknown stopword list, stemmer or pattern.
     """
 
     def __init__(
@@ -31,6 +37,7 @@ class Tokenizer:
         lowercase: bool = True,
         stopwords: str | Sequence[str] | None = None,
         stemmer: str | None = None,
+        pattern: str = "alnum",
     ) -> None: ...
     def tokenize(self, texts: str | Iterable[str]) -> list[list[str]]:
         """Tokens of each text (a single string counts as a list of one), in parallel."""
@@ -40,13 +47,23 @@ class Tokenizer:
     def stopwords(self) -> list[str]: ...
     @property
     def stemmer(self) -> str | None: ...
+    @property
+    def pattern(self) -> str:
+        """``"alnum"`` or ``"bm25s"``."""
 
 class BM25:
     """Okapi BM25 with bm25s's scoring variants, computed in Rust.
 
     ``method``: ``lucene`` (default), ``robertson``, ``atire``, ``bm25l`` or ``bm25+``; ``k1``,
     ``b`` and ``delta`` (BM25L / BM25+) as in bm25s. ``tokenizer`` tokenises raw-text corpora
-    and string queries (default: ``Tokenizer()``). Raises BdnscaError for bad parameters.
+    and string queries (default: ``Tokenizer()``). Raises BdnscaError for bad parameters:
+    k1 < 0, b outside [0, 1], delta < 0, any of them not finite, and the combinations that make
+    every score NaN (``bm25+`` with k1 = 0; ``bm25l`` with k1 = 0 and delta = 0).
+
+    Ranking (``search``, ``search_batch``, ``search_batch_indices``, mining): score descending,
+    then document id descending compared as bytes — trec_eval's order, so trec_eval and
+    pytrec_eval score exactly the ranking returned. Default ids "0".."n-1" compare as strings
+    ("9" before "10").
     """
 
     def __init__(
@@ -62,16 +79,17 @@ class BM25:
     ) -> BM25:
         """Index raw texts or pre-tokenised documents under ``ids`` ("0".."n-1" by default).
 
-        Raises BdnscaError for an empty corpus, duplicate ids or a length mismatch; TypeError
-        for mixed or non-string input. Returns self.
+        Raises BdnscaError for an empty corpus, duplicate ids, a length mismatch or parameters
+        that overflow a term weight on this corpus; TypeError for mixed or non-string input.
+        Returns self.
         """
     def get_scores(self, query: str | Sequence[str]) -> npt.NDArray[np.float32]:
         """The score of every document, in index order. Repeated query tokens count each time."""
     def search(self, query: str | Sequence[str], k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` best documents holding at least one query term, as (id, score), best first.
 
-        Order: score descending, then index position ascending. A query with no known term
-        returns []. Raises BdnscaError when ``k <= 0``.
+        Order: score descending, then id descending by bytes (trec_eval's order). A query with
+        no known term returns []. Raises BdnscaError when ``k <= 0``.
         """
     def search_batch(
         self, queries: Sequence[str | Sequence[str]], k: int = 10, threads: int | None = None
@@ -80,8 +98,10 @@ class BM25:
 
         Returns ``(ids, scores)``: ``ids[i]`` is query i's documents, best first (fewer than k
         when fewer match); ``scores`` has shape (n_queries, min(k, n_docs)), NaN where there is
-        no document.
-        ``threads=None`` uses every core.
+        no document. Same order as ``search``.
+        ``threads=None`` uses every core; pools of the 4 sizes used last are kept for reuse.
+        Raises MemoryError, before searching, when the (n_queries, min(k, n_docs)) result
+        cannot be allocated.
         """
     def search_batch_indices(
         self, queries: Sequence[str | Sequence[str]], k: int = 10, threads: int | None = None
@@ -91,8 +111,11 @@ class BM25:
         """Write one versioned, checksummed index file, atomically (temp file, then rename)."""
     @staticmethod
     def load(path: str | PathLike[str]) -> BM25:
-        """Load an index written by ``save``. Raises IndexFileError for a truncated, corrupt or
-        foreign file, FileNotFoundError when it is missing."""
+        """Load an index written by ``save`` (format versions 1 and 2). Raises IndexFileError for
+        a truncated, corrupt or foreign file, including one whose checksum is right but whose
+        structure is not (unsorted or repeated postings, duplicate ids, non-finite or negative
+        weights, an unknown method code, counts out of bounds); FileNotFoundError when it is
+        missing."""
     def doc_index(self, doc_id: str) -> int | None:
         """The position of ``doc_id`` in the index, or None."""
     @property

@@ -1,6 +1,12 @@
 //! The BM25 index: postings with precomputed per-(term, document) weights
 //! ("eager scoring", as bm25s does), so a query is a sum of a few postings
 //! lists followed by a top-k collection.
+//!
+//! Ranking rule (everywhere: `top_k`, `search`, `search_batch`, `search_table`,
+//! mining): score descending, then document id descending compared as bytes,
+//! as trec_eval sorts a run. Each document's place in that id order is kept as
+//! an integer tie key (`TieKeys`, see `topk.rs`), set from the ids with
+//! `with_ids`; an index built without ids has the positional ids "0", "1", ...
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -8,7 +14,9 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::scoring::Params;
 use crate::tokenizer::Tokenizer;
-use crate::topk::{Hit, TopK};
+use crate::topk::TieKeys;
+
+pub use crate::search::{HitTable, Scratch};
 
 /// Documents are counted in chunks of this many, in parallel; chunking by
 /// document count (not thread count) keeps term ids identical on any machine.
@@ -31,6 +39,8 @@ pub struct Bm25Index {
     pub(crate) positive: Vec<bool>,
     /// The largest weight in each term's postings: the most it adds to a score.
     pub(crate) max_w: Vec<f32>,
+    /// Each document's rank in descending byte order of the ids: breaks score ties.
+    pub(crate) tie: TieKeys,
 }
 
 /// One chunk of documents counted with a chunk-local vocabulary.
@@ -179,6 +189,9 @@ impl Bm25Index {
             Vec::new()
         };
 
+        if let Some(bad) = nonocc.iter().find(|w| !w.is_finite()) {
+            return Err(non_finite(&params, *bad));
+        }
         let n_post = indptr[n_terms] as usize;
         let mut post_docs = vec![0u32; n_post];
         let mut weights = vec![0f32; n_post];
@@ -192,20 +205,46 @@ impl Bm25Index {
                     let t = remap[lt as usize] as usize;
                     let mut w = idf[t] * params.tfc(tf as f64, dl, avgdl);
                     if let Some(&base) = nonocc.get(t) {
-                        w -= base as f64;
+                        // tfc grows with tf, so w >= base but for rounding of base.
+                        w = (w - base as f64).max(0.0);
                     }
                     let pos = cursor[t] as usize;
                     cursor[t] += 1;
                     post_docs[pos] = doc;
                     weights[pos] = w as f32;
+                    if !(w as f32).is_finite() {
+                        return Err(non_finite(&params, w as f32));
+                    }
                 }
                 start = end;
                 doc += 1;
             }
         }
         Ok(Bm25Index::from_parts(
-            params, vocab, indptr, post_docs, weights, nonocc, n_docs, avgdl,
+            params,
+            vocab,
+            indptr,
+            post_docs,
+            weights,
+            nonocc,
+            n_docs,
+            avgdl,
+            TieKeys::positional(n_docs)?,
         ))
+    }
+
+    /// Sets the document ids that break score ties (`ids[d]` is document d's);
+    /// refuses a count other than the documents indexed and duplicate ids.
+    pub fn with_ids<S: AsRef<str>>(mut self, ids: &[S]) -> Result<Self> {
+        if ids.len() != self.n_docs {
+            return Err(Error::invalid(format!(
+                "got {} ids for {} documents",
+                ids.len(),
+                self.n_docs
+            )));
+        }
+        self.tie = TieKeys::from_ids(ids)?;
+        Ok(self)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -218,6 +257,7 @@ impl Bm25Index {
         nonocc: Vec<f32>,
         n_docs: usize,
         avgdl: f64,
+        tie: TieKeys,
     ) -> Self {
         let positive = indptr
             .windows(2)
@@ -246,6 +286,7 @@ impl Bm25Index {
             avgdl,
             positive,
             max_w,
+            tie,
         }
     }
 
@@ -287,6 +328,7 @@ impl Bm25Index {
         let arrays = self.indptr.len() * 8
             + self.max_w.len() * 4
             + self.positive.len()
+            + self.tie.len() * 4
             + self.nonocc.len() * 4
             + self.docs.len() * 4
             + self.weights.len() * 4;
@@ -303,7 +345,7 @@ impl Bm25Index {
     }
 
     /// Score every document gets from the query terms it lacks (0 but for BM25L/BM25+).
-    fn base_score(&self, q: &[u32]) -> f32 {
+    pub(crate) fn base_score(&self, q: &[u32]) -> f32 {
         if self.nonocc.is_empty() {
             0.0
         } else {
@@ -311,7 +353,7 @@ impl Bm25Index {
         }
     }
 
-    fn postings(&self, t: u32) -> (&[u32], &[f32]) {
+    pub(crate) fn postings(&self, t: u32) -> (&[u32], &[f32]) {
         let (s, e) = (
             self.indptr[t as usize] as usize,
             self.indptr[t as usize + 1] as usize,
@@ -322,7 +364,7 @@ impl Bm25Index {
     /// The order in which a query's terms are summed, the same on every path so
     /// that `scores`, `top_k` and the pruned search give bit-identical scores:
     /// highest upper bound first (rare terms), then term id. Repeats stay.
-    fn canonical(&self, q: &[u32]) -> Vec<u32> {
+    pub(crate) fn canonical(&self, q: &[u32]) -> Vec<u32> {
         let mut c = q.to_vec();
         c.sort_unstable_by(|&a, &b| {
             self.max_w[b as usize]
@@ -349,245 +391,6 @@ impl Bm25Index {
         acc
     }
 
-    /// The `k` best documents among those holding at least one query term:
-    /// score descending, then document index ascending.
-    pub fn top_k(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
-        // No more hits than documents: a huge k must not become a huge allocation.
-        let k = k.min(self.n_docs);
-        let q = self.canonical(q);
-        if !q.iter().all(|&t| self.positive[t as usize]) {
-            return self.top_k_exhaustive(&q, k, scratch);
-        }
-        // A query whose rarest term already covers much of the corpus has nothing
-        // to prune: a dense scan beats bookkeeping per document.
-        match q.first() {
-            Some(&t) if self.df(t) * 16 < self.n_docs => self.top_k_maxscore(&q, k, scratch),
-            _ => self.top_k_dense(&q, k, scratch),
-        }
-    }
-
-    fn df(&self, t: u32) -> usize {
-        (self.indptr[t as usize + 1] - self.indptr[t as usize]) as usize
-    }
-
-    /// Accumulates into a dense array and scans it in document order, so a
-    /// document ties with a held one only by losing (it has the higher index).
-    fn top_k_dense(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
-        let acc = &mut scratch.dense;
-        if acc.len() != self.n_docs {
-            *acc = vec![0.0; self.n_docs];
-        }
-        for &t in q {
-            let (docs, ws) = self.postings(t);
-            for (&d, &w) in docs.iter().zip(ws) {
-                acc[d as usize] += w;
-            }
-        }
-        Self::scan_dense(acc, self.base_score(q), k)
-    }
-
-    /// The top k of a dense accumulator (every weight > 0, so a document matches
-    /// exactly when its entry is > 0), scanned in document order so that a
-    /// document ties with a held one only by losing. Leaves `acc` all zero.
-    fn scan_dense(acc: &mut [f32], base: f32, k: usize) -> Vec<Hit> {
-        let mut top = TopK::new(k);
-        let mut threshold = f32::NEG_INFINITY;
-        const BLOCK: usize = 64;
-        for (b, block) in acc.chunks_mut(BLOCK).enumerate() {
-            // A block whose best cannot enter is skipped whole. Entries are >= 0,
-            // and non-negative floats order like their bit patterns: an integer
-            // max, which vectorises where a float max would not.
-            let best = f32::from_bits(block.iter().map(|x| x.to_bits()).max().unwrap_or(0));
-            if best > 0.0 && best + base > threshold {
-                for (j, s) in block.iter().enumerate() {
-                    // Every weight is > 0 here, so s > 0 exactly when the document matches.
-                    if *s > 0.0 && *s + base > threshold {
-                        top.push(Hit {
-                            doc: (b * BLOCK + j) as u32,
-                            score: *s + base,
-                        });
-                        threshold = top.threshold().unwrap_or(f32::NEG_INFINITY);
-                    }
-                }
-            }
-            block.fill(0.0);
-        }
-        top.into_sorted()
-    }
-
-    /// The k-th best of `scores`, or None when there are fewer than k.
-    fn kth_best(scores: impl Iterator<Item = f32>, k: usize) -> Option<f32> {
-        let mut top = TopK::new(k);
-        let mut threshold = f32::NEG_INFINITY;
-        for (i, s) in scores.enumerate() {
-            if s > threshold {
-                top.push(Hit {
-                    doc: i as u32,
-                    score: s,
-                });
-                threshold = top.threshold().unwrap_or(f32::NEG_INFINITY);
-            }
-        }
-        top.threshold()
-    }
-
-    /// Term-at-a-time MaxScore. Terms are added rarest first; once the k-th best
-    /// partial score exceeds what all remaining terms together could add, no
-    /// document still unseen can enter the top k, so the remaining (common, long)
-    /// postings lists are only probed for the surviving candidates instead of
-    /// being scanned. Needs every weight > 0, so that a zero accumulator means
-    /// "not seen yet" and partial scores only grow.
-    fn top_k_maxscore(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
-        if scratch.dense.len() != self.n_docs {
-            scratch.dense = vec![0.0; self.n_docs];
-        }
-        // One slot more than documents: the branch-free append below writes
-        // before it knows whether the document is new.
-        if scratch.slots.len() != self.n_docs + 1 {
-            scratch.slots = vec![0; self.n_docs + 1];
-        }
-        let Scratch {
-            dense: acc,
-            slots: touched,
-            ..
-        } = scratch;
-        let mut n_touched = 0usize;
-        // remaining[i]: the most terms i.. can add to any document.
-        let mut remaining = vec![0f64; q.len() + 1];
-        let mut volume_after = vec![0usize; q.len() + 1];
-        for i in (0..q.len()).rev() {
-            remaining[i] = remaining[i + 1] + self.max_w[q[i] as usize] as f64;
-            volume_after[i] = volume_after[i + 1] + self.df(q[i]);
-        }
-        let mut theta = f32::NEG_INFINITY;
-        let mut stop = None;
-        let mut tracking = true;
-        for (i, &t) in q.iter().enumerate() {
-            let (docs, ws) = self.postings(t);
-            if !tracking {
-                for (&d, &w) in docs.iter().zip(ws) {
-                    acc[d as usize] += w;
-                }
-                continue;
-            }
-            for (&d, &w) in docs.iter().zip(ws) {
-                let a = &mut acc[d as usize];
-                touched[n_touched] = d;
-                n_touched += (*a == 0.0) as usize;
-                *a += w;
-            }
-            // Checking costs O(touched): worth it only when the lists left are
-            // longer and when the terms added so far could outweigh the rest.
-            let rest = safe_upper(remaining[i + 1]);
-            if n_touched >= k
-                && i + 1 < q.len()
-                && volume_after[i + 1] > n_touched
-                && remaining[0] - remaining[i + 1] > rest
-            {
-                let seen = touched[..n_touched].iter().map(|&d| acc[d as usize]);
-                theta = Self::kth_best(seen, k).unwrap_or(f32::NEG_INFINITY);
-                // Strictly below theta, with room for rounding: an unseen document
-                // could not even tie with the k-th best.
-                if rest < theta as f64 {
-                    #[cfg(test)]
-                    tests::PRUNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    stop = Some(i + 1);
-                    break;
-                }
-            }
-            // Most of the corpus is touched and nothing pruned: finish densely.
-            if n_touched * 16 >= self.n_docs {
-                tracking = false;
-            }
-        }
-        let base = self.base_score(q);
-        if !tracking {
-            return Self::scan_dense(acc, base, k);
-        }
-        let touched = &touched[..n_touched];
-        let mut top = TopK::new(k);
-        if let Some(stop) = stop {
-            // Candidates that could still reach theta, in document order.
-            let rest = remaining[stop];
-            let mut cands: Vec<u32> = touched
-                .iter()
-                .copied()
-                .filter(|&d| safe_upper(acc[d as usize] as f64 + rest) >= theta as f64)
-                .collect();
-            cands.sort_unstable();
-            for (j, &t) in q.iter().enumerate().skip(stop) {
-                let (docs, ws) = self.postings(t);
-                let mut lo = 0usize;
-                for &d in &cands {
-                    lo += gallop(&docs[lo..], d);
-                    if lo < docs.len() && docs[lo] == d {
-                        acc[d as usize] += ws[lo];
-                    }
-                }
-                // Partial scores grew: raise theta and drop the candidates that
-                // can no longer reach it before probing the next, longer list.
-                if j + 1 < q.len() && cands.len() > k {
-                    let rest = remaining[j + 1];
-                    theta =
-                        Self::kth_best(cands.iter().map(|&d| acc[d as usize]), k).unwrap_or(theta);
-                    cands.retain(|&d| safe_upper(acc[d as usize] as f64 + rest) >= theta as f64);
-                }
-            }
-            for &d in &cands {
-                top.push(Hit {
-                    doc: d,
-                    score: acc[d as usize] + base,
-                });
-            }
-        } else {
-            let mut threshold = f32::NEG_INFINITY;
-            for &d in touched {
-                let s = acc[d as usize] + base;
-                if s >= threshold {
-                    top.push(Hit { doc: d, score: s });
-                    threshold = top.threshold().unwrap_or(f32::NEG_INFINITY);
-                }
-            }
-        }
-        for &d in touched {
-            acc[d as usize] = 0.0;
-        }
-        top.into_sorted()
-    }
-
-    /// Every matching document scored in full; works for any weights.
-    fn top_k_exhaustive(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
-        scratch.prepare(self.n_docs);
-        let Scratch {
-            acc,
-            seen,
-            touched,
-            epoch,
-            ..
-        } = scratch;
-        for &t in q {
-            let (docs, ws) = self.postings(t);
-            for (&d, &w) in docs.iter().zip(ws) {
-                let di = d as usize;
-                if seen[di] != *epoch {
-                    seen[di] = *epoch;
-                    acc[di] = 0.0;
-                    touched.push(d);
-                }
-                acc[di] += w;
-            }
-        }
-        let base = self.base_score(q);
-        let mut top = TopK::new(k);
-        for &d in touched.iter() {
-            top.push(Hit {
-                doc: d,
-                score: acc[d as usize] + base,
-            });
-        }
-        top.into_sorted()
-    }
-
     /// The exact scores of the given documents (bit-identical to `scores`), by
     /// binary search in each query term's postings.
     pub fn score_docs(&self, q: &[u32], docs: &[u32]) -> Vec<f32> {
@@ -606,192 +409,18 @@ impl Bm25Index {
             })
             .collect()
     }
-
-    pub fn search(&self, q: &[u32], k: usize) -> Vec<Hit> {
-        self.top_k(q, k, &mut Scratch::default())
-    }
-
-    /// Top-k for many queries at once, in parallel on the current rayon pool.
-    pub fn search_batch(&self, queries: &[Vec<u32>], k: usize) -> Vec<Vec<Hit>> {
-        queries
-            .par_iter()
-            .map_init(Scratch::default, |s, q| self.top_k(q, k, s))
-            .collect()
-    }
 }
 
-/// An upper bound with room for float rounding in the sums it bounds.
-#[inline]
-fn safe_upper(x: f64) -> f64 {
-    x * (1.0 + 1e-5) + 1e-6
-}
-
-/// The position of the first element >= `target` in the ascending `docs`,
-/// found by exponential then binary search (cheap when it is near the front).
-#[inline]
-fn gallop(docs: &[u32], target: u32) -> usize {
-    let mut hi = 1usize;
-    while hi < docs.len() && docs[hi - 1] < target {
-        hi *= 2;
-    }
-    let lo = hi / 2;
-    let hi = hi.min(docs.len());
-    lo + docs[lo..hi].partition_point(|&d| d < target)
-}
-
-/// Per-thread working memory for `top_k`, reused across queries.
-#[derive(Default)]
-pub struct Scratch {
-    /// MaxScore and dense paths: an accumulator kept all zero between queries,
-    /// and a slot per document for the branch-free list of documents touched.
-    dense: Vec<f32>,
-    slots: Vec<u32>,
-    /// Exhaustive path: accumulator, epoch stamps and the documents touched.
-    acc: Vec<f32>,
-    seen: Vec<u32>,
-    touched: Vec<u32>,
-    epoch: u32,
-}
-
-impl Scratch {
-    fn prepare(&mut self, n_docs: usize) {
-        if self.acc.len() != n_docs {
-            self.acc = vec![0.0; n_docs];
-            self.seen = vec![0; n_docs];
-            self.epoch = 0;
-        }
-        self.touched.clear();
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.seen.iter_mut().for_each(|s| *s = 0);
-            self.epoch = 1;
-        }
-    }
+fn non_finite(params: &Params, w: f32) -> Error {
+    Error::invalid(format!(
+        "{} with k1 = {}, b = {}, delta = {} gives a non-finite term weight ({w}) on this corpus: use smaller parameters",
+        params.method.name(),
+        params.k1,
+        params.b,
+        params.delta
+    ))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(super) static PRUNED: std::sync::atomic::AtomicUsize =
-        std::sync::atomic::AtomicUsize::new(0);
-    use crate::scoring::Method;
-
-    fn corpus() -> Vec<Vec<&'static str>> {
-        vec![
-            vec!["a", "cat", "sat"],
-            vec!["a", "dog", "sat", "sat"],
-            vec!["the", "cat", "and", "the", "dog"],
-            vec!["nothing", "here"],
-        ]
-    }
-
-    fn brute(docs: &[Vec<&str>], q: &[&str], p: Params) -> Vec<f64> {
-        let n = docs.len() as f64;
-        let avgdl = docs.iter().map(|d| d.len()).sum::<usize>() as f64 / n;
-        docs.iter()
-            .map(|d| {
-                q.iter()
-                    .map(|t| {
-                        let df = docs.iter().filter(|d| d.contains(t)).count() as f64;
-                        if df == 0.0 {
-                            return 0.0;
-                        }
-                        let tf = d.iter().filter(|x| *x == t).count() as f64;
-                        p.idf(df, n) * p.tfc(tf, d.len() as f64, avgdl)
-                    })
-                    .sum()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn scores_equal_the_formula_for_every_method() {
-        for m in ["robertson", "atire", "bm25l", "bm25+", "lucene"] {
-            let p = Params::new(Method::parse(m).unwrap(), 1.5, 0.75, 0.5).unwrap();
-            let docs = corpus();
-            let idx = Bm25Index::from_tokens(&docs, p).unwrap();
-            let q = ["cat", "sat", "sat", "zebra"];
-            let got = idx.scores(&idx.term_ids(&q));
-            let want = brute(&docs, &q, p);
-            for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    (*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
-                    "{m}: {g} vs {w}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn top_k_is_sorted_and_only_matching() {
-        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
-        let idx = Bm25Index::from_tokens(&corpus(), p).unwrap();
-        let hits = idx.search(&idx.term_ids(&["sat"]), 10);
-        assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), vec![1, 0]);
-        assert!(idx.search(&idx.term_ids(&["zebra"]), 10).is_empty());
-    }
-
-    #[test]
-    fn maxscore_and_exhaustive_top_k_agree() {
-        let mut x: u64 = 7;
-        let mut next = |m: u64| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
-        // Zipf-like: a few terms in most documents, a long tail of rare ones.
-        let mut docs: Vec<Vec<String>> = Vec::new();
-        for _ in 0..3000 {
-            let len = 1 + next(20);
-            let mut doc = Vec::new();
-            for _ in 0..len {
-                let spread = next(400) + 1;
-                doc.push(format!("t{}", next(spread)));
-            }
-            docs.push(doc);
-        }
-        for m in ["lucene", "bm25l", "bm25+"] {
-            let p = Params::new(Method::parse(m).unwrap(), 1.5, 0.75, 0.5).unwrap();
-            let idx = Bm25Index::from_tokens(&docs, p).unwrap();
-            let mut s = Scratch::default();
-            for _ in 0..300 {
-                let q: Vec<u32> = (0..1 + next(5))
-                    .map(|_| {
-                        let spread = next(idx.n_terms() as u64) + 1;
-                        next(spread) as u32
-                    })
-                    .collect();
-                let k = 1 + next(30) as usize;
-                let c = idx.canonical(&q);
-                let exact = idx.top_k_exhaustive(&c, k, &mut s);
-                assert_eq!(idx.top_k_maxscore(&c, k, &mut s), exact, "{m} {q:?}");
-                assert_eq!(idx.top_k_dense(&c, k, &mut s), exact, "{m} {q:?}");
-                let scores = idx.scores(&q);
-                for h in &exact {
-                    assert_eq!(h.score, scores[h.doc as usize]);
-                }
-            }
-        }
-        assert!(
-            PRUNED.load(std::sync::atomic::Ordering::Relaxed) > 50,
-            "pruning triggered only {} times",
-            PRUNED.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-
-    #[test]
-    fn huge_k_is_clamped_to_the_corpus() {
-        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
-        let idx = Bm25Index::from_tokens(&corpus(), p).unwrap();
-        assert_eq!(idx.search(&idx.term_ids(&["sat"]), usize::MAX).len(), 2);
-    }
-
-    #[test]
-    fn empty_corpus_is_an_error() {
-        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
-        let docs: Vec<Vec<&str>> = vec![];
-        assert!(Bm25Index::from_tokens(&docs, p).is_err());
-    }
-}
+#[path = "index_tests.rs"]
+pub(crate) mod tests;

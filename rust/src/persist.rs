@@ -2,7 +2,13 @@
 //!
 //! Layout (little-endian): magic, format version, parameters and counts, then
 //! the arrays, the vocabulary, the document ids and the tokenizer settings, and
-//! last the CRC-32 of everything before it.
+//! last the CRC-32 of everything before it. Version 2 adds the tokenizer's
+//! pattern after its stemmer; version 1 files (no pattern: `alnum`) still load.
+//!
+//! The checksum guards against accidents; loading also checks the structure
+//! (postings sorted and unique, ids unique, weights finite and >= 0, counts
+//! within bounds, the method code), so a file that was written wrong or forged
+//! with a valid checksum is a clear error, not a wrong ranking or a panic.
 
 use std::fs;
 use std::io::Write;
@@ -13,9 +19,11 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::index::Bm25Index;
 use crate::scoring::{Method, Params};
+use crate::tokenizer::Pattern;
+use crate::topk::TieKeys;
 
 const MAGIC: &[u8; 8] = b"BDNSCAIX";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_le_bytes());
@@ -68,6 +76,7 @@ pub struct TokenizerSettings {
     pub lowercase: bool,
     pub stopwords: Vec<String>,
     pub stemmer: Option<String>,
+    pub pattern: Pattern,
 }
 
 fn put_strings<S: AsRef<str>>(buf: &mut Vec<u8>, items: &[S]) {
@@ -118,6 +127,7 @@ pub fn to_bytes(index: &Bm25Index, ids: &[String], tok: &TokenizerSettings) -> V
     buf.push(tok.lowercase as u8);
     put_strings(&mut buf, &tok.stopwords);
     put_strings(&mut buf, tok.stemmer.as_slice());
+    put_strings(&mut buf, &[tok.pattern.name()]);
     let crc = crc32fast::hash(&buf);
     put_u32(&mut buf, crc);
     buf
@@ -200,11 +210,9 @@ impl<'a> Reader<'a> {
 }
 
 pub fn load(path: &Path) -> Result<Saved> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    // Safety: the map is read-only and dropped before this function returns;
-    // everything needed is copied out of it.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    from_bytes(&map, path)
+    // Everything is copied out into the index's own arrays, so a plain read.
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes, path)
 }
 
 pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
@@ -225,9 +233,9 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
         path,
     };
     let version = r.u32("format version")?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(bad(&format!(
-            "index format version {version} is not supported (this bdnsca reads version {FORMAT_VERSION}); rebuild the index"
+            "index format version {version} is not supported (this bdnsca reads versions 1 to {FORMAT_VERSION}); rebuild the index"
         )));
     }
     let stored_crc = u32::from_le_bytes(crc_bytes.try_into().unwrap_or([0; 4]));
@@ -236,17 +244,27 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
             "checksum mismatch: the file is truncated or corrupt; rebuild the index",
         ));
     }
-    let method =
-        Method::from_code(r.u32("method")? as u8).ok_or_else(|| bad("unknown BM25 method code"))?;
+    let code = r.u32("method")?;
+    let method = u8::try_from(code)
+        .ok()
+        .and_then(Method::from_code)
+        .ok_or_else(|| bad(&format!("unknown BM25 method code {code} (corrupt file)")))?;
     let k1 = r.f64("k1")?;
     let b = r.f64("b")?;
     let delta = r.f64("delta")?;
     let params = Params::new(method, k1, b, delta).map_err(|e| bad(&e.to_string()))?;
     let avgdl = r.f64("avgdl")?;
-    let n_docs = r.u64("n_docs")? as usize;
+    let n_docs = r.u64("n_docs")?;
     let n_terms = r.count("n_terms", 12)?;
     let n_post = r.count("n_postings", 8)?;
     let n_nonocc = r.count("n_nonoccurrence", 4)?;
+    // Each document has an id of at least 4 bytes (its length) further on.
+    if n_docs == 0 || n_docs > u32::MAX as u64 || n_docs > (r.buf.len() - r.pos) as u64 / 4 {
+        return Err(bad(&format!(
+            "document count {n_docs} is out of bounds (corrupt file)"
+        )));
+    }
+    let n_docs = n_docs as usize;
     let indptr = r.array(n_terms + 1, "indptr", |c| {
         u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))
     })?;
@@ -260,89 +278,137 @@ pub fn from_bytes(all: &[u8], path: &Path) -> Result<Saved> {
         f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))
     })?;
     let terms = r.strings("vocabulary")?;
-    let n_read = terms.len();
-    let mut vocab = FxHashMap::default();
-    vocab.reserve(n_read);
-    for (i, t) in terms.into_iter().enumerate() {
-        vocab.insert(t, i as u32);
-    }
     let ids = r.strings("document ids")?;
     let lowercase = r.take(1, "tokenizer settings")?[0] != 0;
     let stopwords = r.strings("stopwords")?;
-    let stemmer = r.strings("stemmer")?.into_iter().next();
+    let stemmer = one_of(r.strings("stemmer")?, "stemmer").map_err(|e| bad(&e))?;
+    let pattern = if version >= 2 {
+        match one_of(r.strings("token pattern")?, "token pattern").map_err(|e| bad(&e))? {
+            Some(p) => Pattern::parse(&p).map_err(|e| bad(&e.to_string()))?,
+            None => return Err(bad("no token pattern (corrupt file)")),
+        }
+    } else {
+        Pattern::Alnum
+    };
     if r.pos != body.len() {
         return Err(bad("trailing bytes after the index (corrupt file)"));
     }
-    // Structural checks: a checksum guards against accidents, these against nonsense.
-    if indptr.first() != Some(&0)
-        || indptr.last().copied() != Some(n_post as u64)
-        || indptr.windows(2).any(|w| w[0] > w[1])
-        || docs.iter().any(|&d| d as usize >= n_docs)
-        || (n_nonocc != 0 && n_nonocc != n_terms)
-        || n_read != n_terms
-        || vocab.len() != n_terms
-        || ids.len() != n_docs
-    {
-        return Err(bad("inconsistent index structure (corrupt file)"));
+    check_structure(
+        &params, avgdl, n_docs, &indptr, &docs, &weights, &nonocc, &terms, &ids,
+    )
+    .map_err(|e| bad(&format!("{e} (corrupt file)")))?;
+    let tie = TieKeys::from_ids(&ids).map_err(|e| bad(&format!("{e} (corrupt file)")))?;
+    let mut vocab = FxHashMap::default();
+    vocab.reserve(terms.len());
+    for (i, t) in terms.into_iter().enumerate() {
+        if vocab.insert(t, i as u32).is_some() {
+            return Err(bad(&format!(
+                "term {i} appears twice in the vocabulary (corrupt file)"
+            )));
+        }
     }
     Ok(Saved {
-        index: Bm25Index::from_parts(params, vocab, indptr, docs, weights, nonocc, n_docs, avgdl),
+        index: Bm25Index::from_parts(
+            params, vocab, indptr, docs, weights, nonocc, n_docs, avgdl, tie,
+        ),
         ids,
         tokenizer: TokenizerSettings {
             lowercase,
             stopwords,
             stemmer,
+            pattern,
         },
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn small() -> Saved {
-        let docs = vec![vec!["a", "b"], vec!["b", "c", "c"]];
-        Saved {
-            index: Bm25Index::from_tokens(
-                &docs,
-                Params::new(Method::Bm25L, 1.2, 0.7, 0.5).unwrap(),
-            )
-            .unwrap(),
-            ids: vec!["x".into(), "y".into()],
-            tokenizer: TokenizerSettings {
-                lowercase: true,
-                stopwords: vec!["the".into()],
-                stemmer: Some("english".into()),
-            },
-        }
+/// At most one string.
+fn one_of(v: Vec<String>, what: &str) -> std::result::Result<Option<String>, String> {
+    if v.len() > 1 {
+        return Err(format!(
+            "{} {what}s where one is allowed (corrupt file)",
+            v.len()
+        ));
     }
-
-    #[test]
-    fn round_trip() {
-        let saved = small();
-        let bytes = to_bytes(&saved.index, &saved.ids, &saved.tokenizer);
-        let loaded = from_bytes(&bytes, Path::new("t")).unwrap();
-        assert_eq!(loaded.ids, saved.ids);
-        assert_eq!(loaded.tokenizer, saved.tokenizer);
-        let (idx, back) = (&saved.index, &loaded.index);
-        let q = idx.term_ids(&["c", "a"]);
-        assert_eq!(idx.scores(&q), back.scores(&back.term_ids(&["c", "a"])));
-    }
-
-    #[test]
-    fn every_truncation_and_flip_is_an_error() {
-        let s = small();
-        let bytes = to_bytes(&s.index, &s.ids, &s.tokenizer);
-        for cut in 0..bytes.len() {
-            assert!(
-                from_bytes(&bytes[..cut], Path::new("t")).is_err(),
-                "cut {cut}"
-            );
-        }
-        for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x40;
-            assert!(from_bytes(&b, Path::new("t")).is_err(), "flip {i}");
-        }
-    }
+    Ok(v.into_iter().next())
 }
+
+/// The checks a checksum cannot make: what `Bm25Index` assumes of its arrays.
+#[allow(clippy::too_many_arguments)]
+fn check_structure(
+    params: &Params,
+    avgdl: f64,
+    n_docs: usize,
+    indptr: &[u64],
+    docs: &[u32],
+    weights: &[f32],
+    nonocc: &[f32],
+    terms: &[String],
+    ids: &[String],
+) -> std::result::Result<(), String> {
+    let n_terms = indptr.len() - 1;
+    if terms.len() != n_terms {
+        return Err(format!(
+            "{} vocabulary entries for {n_terms} terms",
+            terms.len()
+        ));
+    }
+    if ids.len() != n_docs {
+        return Err(format!("{} document ids for {n_docs} documents", ids.len()));
+    }
+    if !(avgdl.is_finite() && avgdl > 0.0 || docs.is_empty() && avgdl == 0.0) {
+        return Err(format!("average document length {avgdl} is invalid"));
+    }
+    if indptr[0] != 0 || indptr[n_terms] != docs.len() as u64 {
+        return Err("postings offsets do not span the postings".into());
+    }
+    for t in 0..n_terms {
+        let (s, e) = (indptr[t], indptr[t + 1]);
+        if s >= e || e > docs.len() as u64 {
+            return Err(format!(
+                "term {t} ({:?}) has no postings or bad offsets",
+                terms[t]
+            ));
+        }
+        let list = &docs[s as usize..e as usize];
+        if list.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "postings of term {t} ({:?}) are not sorted and unique",
+                terms[t]
+            ));
+        }
+        if list.last().is_some_and(|&d| d as usize >= n_docs) {
+            return Err(format!(
+                "term {t} ({:?}) points at a document beyond the {n_docs} indexed",
+                terms[t]
+            ));
+        }
+    }
+    // Every method's posting weight (BM25L/BM25+: minus the absent-term score)
+    // and absent-term score is finite and >= 0 for accepted parameters.
+    if let Some(i) = weights.iter().position(|w| !(w.is_finite() && *w >= 0.0)) {
+        return Err(format!(
+            "posting weight {} is not a finite number >= 0",
+            weights[i]
+        ));
+    }
+    let want_nonocc = if params.method.has_nonoccurrence() {
+        n_terms
+    } else {
+        0
+    };
+    if nonocc.len() != want_nonocc {
+        return Err(format!(
+            "{} absent-term scores for {} (expected {want_nonocc})",
+            nonocc.len(),
+            params.method.name()
+        ));
+    }
+    if let Some(w) = nonocc.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+        return Err(format!("absent-term score {w} is not a finite number >= 0"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "persist_tests.rs"]
+mod tests;

@@ -83,6 +83,18 @@ impl Params {
                 "delta must be a finite number >= 0, got {delta}"
             )));
         }
+        // A document lacking a query term scores tfc(0): 0/0 = NaN for these,
+        // which would make every score NaN.
+        if method == Method::Bm25Plus && k1 == 0.0 {
+            return Err(Error::invalid(
+                "bm25+ with k1 = 0 gives every document a NaN score (0/0 for a term it lacks): use k1 > 0",
+            ));
+        }
+        if method == Method::Bm25L && k1 == 0.0 && delta == 0.0 {
+            return Err(Error::invalid(
+                "bm25l with k1 = 0 and delta = 0 gives every document a NaN score (0/0 for a term it lacks): use k1 > 0 or delta > 0",
+            ));
+        }
         Ok(Params {
             method,
             k1,
@@ -119,5 +131,86 @@ impl Params {
             }
             Method::Bm25Plus => (k1 + 1.0) * tf / (k1 * norm + tf) + delta,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METHODS: [Method; 5] = [
+        Method::Robertson,
+        Method::Atire,
+        Method::Bm25L,
+        Method::Bm25Plus,
+        Method::Lucene,
+    ];
+
+    /// Every accepted parameter set gives finite term weights, for present and
+    /// absent terms, on a grid of corpus shapes; the refused ones are exactly
+    /// those that would not.
+    #[test]
+    fn accepted_parameters_give_finite_weights() {
+        let grid = [0.0, 1e-9, 0.3, 1.0, 1.5, 20.0];
+        let bs = [0.0, 0.5, 1.0];
+        for m in METHODS {
+            for &k1 in &grid {
+                for &b in &bs {
+                    for &delta in &grid {
+                        let finite = (|| {
+                            let p = Params {
+                                method: m,
+                                k1,
+                                b,
+                                delta,
+                            };
+                            for (df, n) in [(1.0, 1.0), (1.0, 10.0), (10.0, 10.0), (3.0, 1e6)] {
+                                let idf = p.idf(df, n);
+                                // tfc(0) is used only by the methods that score absent terms.
+                                let tfs: &[f64] = if m.has_nonoccurrence() {
+                                    &[0.0, 1.0, 7.0]
+                                } else {
+                                    &[1.0, 7.0]
+                                };
+                                for &tf in tfs {
+                                    for dl in [1.0f64, 7.0, 300.0] {
+                                        let avgdl = 5.0;
+                                        if !(idf * p.tfc(tf, dl.max(tf), avgdl)).is_finite() {
+                                            return false;
+                                        }
+                                    }
+                                }
+                            }
+                            true
+                        })();
+                        let accepted = Params::new(m, k1, b, delta).is_ok();
+                        assert_eq!(accepted, finite, "{m:?} k1={k1} b={b} delta={delta}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_parameters_are_refused() {
+        for (k1, b, delta) in [
+            (-0.1, 0.75, 0.5),
+            (f64::NAN, 0.75, 0.5),
+            (f64::INFINITY, 0.75, 0.5),
+            (1.5, -0.01, 0.5),
+            (1.5, 1.01, 0.5),
+            (1.5, f64::NAN, 0.5),
+            (1.5, 0.75, -1.0),
+            (1.5, 0.75, f64::NAN),
+        ] {
+            for m in METHODS {
+                assert!(
+                    Params::new(m, k1, b, delta).is_err(),
+                    "{m:?} {k1} {b} {delta}"
+                );
+            }
+        }
+        let e = Params::new(Method::Bm25L, 0.0, 0.75, 0.0).unwrap_err();
+        assert!(e.to_string().contains("NaN"), "{e}");
     }
 }

@@ -8,7 +8,6 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::convert::{
@@ -17,11 +16,10 @@ use super::convert::{
 use super::errors::invalid;
 use super::pool::{run_in, thread_pool};
 use super::tokenizer::Tokenizer;
-use crate::index::{Bm25Index, Scratch};
+use crate::index::{Bm25Index, HitTable};
 use crate::persist::{self, TokenizerSettings};
 use crate::scoring::{Method, Params};
 use crate::tokenizer::Tokenizer as CoreTokenizer;
-use crate::topk::Hit;
 
 type IdsAndScores<'py> = (Vec<Vec<String>>, Bound<'py, PyArray2<f32>>);
 type PositionsAndScores<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
@@ -61,29 +59,25 @@ impl Bm25 {
         Ok((k as u64).min(self.n_docs().max(1) as u64) as usize)
     }
 
+    /// The top k of every query into padded tables: allocated (checked, so a
+    /// huge request is a MemoryError) before any query runs.
     fn batch_hits(
         &self,
         py: Python<'_>,
         queries: &Bound<'_, PyAny>,
         k: usize,
         threads: Option<usize>,
-    ) -> PyResult<(Vec<Vec<Hit>>, usize)> {
+    ) -> PyResult<HitTable> {
         let index = self.index_ref()?.clone();
         let qs = extract_queries(queries)?;
         let pool = thread_pool(threads)?;
         let tok = self.tokenizer.clone_ref(py);
         let tok = &tok.get().inner;
-        let n = qs.len();
-        let hits = py.detach(|| {
+        Ok(py.detach(|| {
             run_in(&pool, || {
-                qs.par_iter()
-                    .map_init(Scratch::default, |s, q| {
-                        index.top_k(&q.terms(&index, tok), k, s)
-                    })
-                    .collect()
+                index.search_table(qs.len(), k, |i| qs[i].terms(&index, tok))
             })
-        });
-        Ok((hits, n))
+        })?)
     }
 }
 
@@ -142,7 +136,7 @@ impl Bm25 {
         let params = Params::new(Method::parse(method)?, k1, b, delta)?;
         let tokenizer = match tokenizer {
             Some(t) => t,
-            None => Py::new(py, Tokenizer::new(true, None, None)?)?,
+            None => Py::new(py, Tokenizer::new(true, None, None, "alnum")?)?,
         };
         Ok(Bm25 {
             params,
@@ -184,6 +178,7 @@ impl Bm25 {
             }
         }
         let params = slf.params;
+        let custom_ids = ids.is_some();
         let index = if items[0].cast::<PyString>().is_ok() {
             let mut arena = Arena::default();
             for (i, item) in items.iter().enumerate() {
@@ -196,6 +191,12 @@ impl Bm25 {
             let docs = extract_token_docs(&items)?;
             py.detach(|| Bm25Index::from_tokens(&docs.lists(), params))
         }?;
+        // Ties rank by id; without ids the core's positional ids are these.
+        let index = if custom_ids {
+            index.with_ids(&id_list)?
+        } else {
+            index
+        };
         slf.index = Some(Arc::new(index));
         slf.ids = Arc::new(id_list);
         slf.id_pos = Some(Arc::new(id_pos));
@@ -248,18 +249,17 @@ impl Bm25 {
         threads: Option<usize>,
     ) -> PyResult<IdsAndScores<'py>> {
         let k = self.check_k(k)?;
-        let (hits, n) = self.batch_hits(py, queries, k, threads)?;
-        let mut flat = vec![f32::NAN; n * k];
-        let mut out_ids = Vec::with_capacity(n);
-        for (qi, row) in hits.iter().enumerate() {
-            let mut ids = Vec::with_capacity(row.len());
-            for (j, h) in row.iter().enumerate() {
-                flat[qi * k + j] = h.score;
-                ids.push(self.ids[h.doc as usize].clone());
-            }
-            out_ids.push(ids);
+        let t = self.batch_hits(py, queries, k, threads)?;
+        let mut out_ids = Vec::with_capacity(t.rows);
+        for (qi, &len) in t.lens.iter().enumerate() {
+            let row = &t.docs[qi * t.cols..qi * t.cols + len];
+            out_ids.push(
+                row.iter()
+                    .map(|&d| self.ids[d as usize].clone())
+                    .collect::<Vec<_>>(),
+            );
         }
-        let arr = PyArray1::from_vec(py, flat).reshape([n, k])?;
+        let arr = PyArray1::from_vec(py, t.scores).reshape([t.rows, t.cols])?;
         Ok((out_ids, arr))
     }
 
@@ -274,18 +274,10 @@ impl Bm25 {
         threads: Option<usize>,
     ) -> PyResult<PositionsAndScores<'py>> {
         let k = self.check_k(k)?;
-        let (hits, n) = self.batch_hits(py, queries, k, threads)?;
-        let mut scores = vec![f32::NAN; n * k];
-        let mut docs = vec![-1i64; n * k];
-        for (qi, row) in hits.iter().enumerate() {
-            for (j, h) in row.iter().enumerate() {
-                scores[qi * k + j] = h.score;
-                docs[qi * k + j] = h.doc as i64;
-            }
-        }
+        let t = self.batch_hits(py, queries, k, threads)?;
         Ok((
-            PyArray1::from_vec(py, docs).reshape([n, k])?,
-            PyArray1::from_vec(py, scores).reshape([n, k])?,
+            PyArray1::from_vec(py, t.docs).reshape([t.rows, t.cols])?,
+            PyArray1::from_vec(py, t.scores).reshape([t.rows, t.cols])?,
         ))
     }
 
@@ -298,6 +290,7 @@ impl Bm25 {
             lowercase: tok.lowercase(),
             stopwords: tok.stopwords(),
             stemmer: tok.stemmer_name().map(str::to_string),
+            pattern: tok.pattern(),
         };
         Ok(py.detach(move || persist::save(&index, &ids, &settings, &path))?)
     }
@@ -309,10 +302,11 @@ impl Bm25 {
         let saved = py.detach(|| persist::load(&path))?;
         let tokenizer = Py::new(
             py,
-            Tokenizer::from_core(CoreTokenizer::new(
+            Tokenizer::from_core(CoreTokenizer::with_pattern(
                 saved.tokenizer.lowercase,
                 saved.tokenizer.stopwords,
                 saved.tokenizer.stemmer.as_deref(),
+                saved.tokenizer.pattern,
             )?),
         )?;
         let params = saved.index.params();

@@ -6,10 +6,11 @@ use rayon::prelude::*;
 
 use super::convert::{extract_str, texts_arena};
 use super::errors::invalid;
-use crate::tokenizer::{self, Tokenizer as CoreTokenizer};
+use crate::tokenizer::{self, Pattern, Tokenizer as CoreTokenizer};
 
-/// Splits text into tokens: Unicode lower-casing, splitting on non-alphanumerics,
-/// an optional stopword list and an optional Snowball English stemmer.
+/// Splits text into tokens: lower-casing, splitting into words by a pattern
+/// ("alnum", or "bm25s" for bm25s.tokenize's tokens), an optional stopword list
+/// and an optional Snowball English stemmer.
 #[pyclass(module = "bdnsca._core", frozen)]
 pub struct Tokenizer {
     pub(super) inner: CoreTokenizer,
@@ -50,15 +51,17 @@ fn resolve_stopwords(stopwords: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Strin
 #[pymethods]
 impl Tokenizer {
     #[new]
-    #[pyo3(signature = (lowercase=true, stopwords=None, stemmer=None))]
+    #[pyo3(signature = (lowercase=true, stopwords=None, stemmer=None, pattern="alnum"))]
     pub(super) fn new(
         lowercase: bool,
         stopwords: Option<&Bound<'_, PyAny>>,
         stemmer: Option<&str>,
+        pattern: &str,
     ) -> PyResult<Self> {
         let words = resolve_stopwords(stopwords)?;
+        let pattern = Pattern::parse(pattern)?;
         Ok(Tokenizer {
-            inner: CoreTokenizer::new(lowercase, words, stemmer)?,
+            inner: CoreTokenizer::with_pattern(lowercase, words, stemmer, pattern)?,
         })
     }
 
@@ -86,17 +89,22 @@ impl Tokenizer {
     fn stemmer(&self) -> Option<String> {
         self.inner.stemmer_name().map(str::to_string)
     }
+    #[getter]
+    fn pattern(&self) -> &'static str {
+        self.inner.pattern().name()
+    }
 
     fn __repr__(&self) -> String {
         format!(
-            "Tokenizer(lowercase={}, stopwords={} words, stemmer={:?})",
+            "Tokenizer(lowercase={}, stopwords={} words, stemmer={:?}, pattern={:?})",
             if self.inner.lowercase() {
                 "True"
             } else {
                 "False"
             },
             self.inner.stopwords().len(),
-            self.inner.stemmer_name()
+            self.inner.stemmer_name(),
+            self.inner.pattern().name()
         )
     }
 }
