@@ -17,6 +17,8 @@ from bdnsca.errors import BdnscaError, DataError, IndexFileError
 from bdnsca.eval.compare import CompareResult, compare
 from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
 from bdnsca.eval.metrics import bootstrap_ci, evaluate
+from bdnsca.evalrun.generate import GenerateResult, GenerateSettings, generate_run
+from bdnsca.evalrun.judge import JudgeResult, JudgeSettings, judge_run
 from bdnsca.retrieval.bm25 import build_index, search_run
 from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
 
@@ -49,4 +51,10 @@ __all__ = [
     "mine_hard_negatives",
     "build_index",
     "search_run",
+    "GenerateResult",
+    "GenerateSettings",
+    "generate_run",
+    "JudgeResult",
+    "JudgeSettings",
+    "judge_run",
 ]

@@ -1,0 +1,431 @@
+"""``bdnsca judge``: a blind LLM-as-judge over a run folder's responses.
+
+Each judge model at each temperature is one annotator (``<judge>__t<temperature>``). Pointwise,
+every (scenario, arm) response is rated 1-5 on :data:`~bdnsca.evalrun.judge_prompts.METRICS`;
+pairwise, every pair of arms is compared per metric as A / B / tie, in both orders (which order
+comes first is drawn per scenario, pair and annotator from the seed). Answers are JSON
+constrained by a schema; one that still does not parse is asked again (``retries`` times, with
+another seed) and then recorded as missing with its raw text, never given a default score.
+
+Writes into the run folder: ``judge_ratings.csv`` (``scenario_id, arm_id, annotator_id,
+<metrics>, notes``: the pointwise ratings, blank where missing, which ``build-preferences`` and
+the gate read; in ``pairwise`` mode each arm's soft win share against the other arms of the
+scenario, mapped onto 1-5 as ``1 + 4 * share``), ``judge_pairwise.csv`` (each pair's verdict per
+order and the final one), ``judge_requests.jsonl`` (every prompt sent and raw answer) and
+``judge_summary.json`` (:mod:`~bdnsca.evalrun.judge_stats`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import os
+import random
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from bdnsca.data.io import atomic_write, file_sha256, write_json, write_jsonl
+from bdnsca.data.run_folders import read_responses, read_run_config, read_scenarios, run_arms
+from bdnsca.errors import BdnscaError
+from bdnsca.evalrun import judge_stats
+from bdnsca.evalrun.judge_llm import Judge, JudgeRequest, LlamaJudge, check_judge_model, judge_labels
+from bdnsca.evalrun.judge_prompts import (
+    METRICS,
+    Redactor,
+    answer_schema,
+    pairwise_prompt,
+    parse_answer,
+    pointwise_prompt,
+)
+
+MODES = ("pointwise", "pairwise", "both")
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class JudgeSettings:
+    temperatures: list[float] = field(default_factory=lambda: [0.0, 0.7])
+    mode: str = "both"
+    arms: list[str] | None = None
+    max_scenarios: int | None = None
+    sample_seed: int = 0
+    seed: int = 19
+    retries: int = 2
+    max_tokens: int = 320
+    """Room for the longest answer the schema allows, even one character per token."""
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    chat: bool | None = None
+    """Judge prompts through the GGUF's chat template: None uses it when the model has one."""
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise BdnscaError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.temperatures:
+            raise BdnscaError("--temperatures names no temperature")
+        if any(t < 0 for t in self.temperatures) or len(set(self.temperatures)) != len(self.temperatures):
+            raise BdnscaError(f"--temperatures must be distinct and >= 0, got {self.temperatures}")
+        if self.max_scenarios is not None and self.max_scenarios < 1:
+            raise BdnscaError(f"--max-scenarios must be at least 1, got {self.max_scenarios}")
+        if self.retries < 0:
+            raise BdnscaError(f"--retries must be >= 0, got {self.retries}")
+        if self.max_tokens < 16:
+            raise BdnscaError(f"--max-tokens must be at least 16 (a JSON answer), got {self.max_tokens}")
+
+
+@dataclass
+class JudgeResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    ratings: list[dict[str, Any]]
+    """The rows of ``judge_ratings.csv``."""
+    requests: list[dict[str, Any]]
+    """The rows of ``judge_requests.jsonl``."""
+    pairs: list[dict[str, Any]]
+    """Each judged pair with both orders' answers (``judge_pairwise.csv`` in long form)."""
+
+
+def judge_run(
+    run_dir: str | os.PathLike[str],
+    judges: Sequence[str | os.PathLike[str] | Judge],
+    settings: JudgeSettings | None = None,
+    *,
+    progress: Progress | None = None,
+    argv: Sequence[str] | None = None,
+    **overrides: Any,
+) -> JudgeResult:
+    """Judges a run folder (see the module docstring). ``judges`` are GGUF paths or objects
+    with a ``name`` and ``complete(request) -> str`` (:class:`~bdnsca.evalrun.judge_llm.Judge`).
+    Everything that can be wrong (no responses, unknown arms, a judge that cannot load) is an
+    error before the first judgement."""
+    s = settings or JudgeSettings()
+    if overrides:
+        s = JudgeSettings(**{**asdict(s), **overrides})
+    s.validate()
+    run = Path(run_dir)
+    arms, responses, scenarios, all_arms = _read_run(run, s)
+    sample = _sample(scenarios, responses, s)
+    if not judges:
+        raise BdnscaError("no judge: pass --judge JUDGE.gguf (one or more)")
+    paths = [str(j) for j in judges if isinstance(j, str | os.PathLike)]
+    labels = judge_labels(paths) if paths else {}
+    for p in paths:
+        check_judge_model(p, s.n_ctx, s.n_threads, s.n_gpu_layers)
+    names = [labels[str(j)] if isinstance(j, str | os.PathLike) else j.name for j in judges]
+    if len(set(names)) != len(names):
+        raise BdnscaError(f"two judges share a name ({names}): annotator ids must differ")
+
+    redact = Redactor(_identifying_names(run, all_arms, responses))
+    shown = {(sid, a): redact(row["response"]) for a in arms for sid, row in responses[a].items()}
+    lengths = {k: len(v.split()) for k, v in shown.items()}
+    items = _items(sample, arms, responses, s)
+    if not items:
+        raise BdnscaError(f"{run}: nothing to judge (no scenario has responses from two of the arms {arms})")
+    total = len(items) * len(judges) * len(s.temperatures)
+
+    log: list[dict[str, Any]] = []
+    pointwise: dict[tuple[str, str, str], dict[str, int] | None] = {}
+    notes: dict[tuple[str, str, str], str] = {}
+    pairs: list[dict[str, Any]] = []
+    done = 0
+    annotators = []
+    for judge_obj, name in zip(judges, names, strict=True):
+        judge = (
+            LlamaJudge(
+                judge_obj,
+                name,
+                n_ctx=s.n_ctx,
+                n_threads=s.n_threads,
+                n_gpu_layers=s.n_gpu_layers,
+                chat=s.chat,
+            )
+            if isinstance(judge_obj, str | os.PathLike)
+            else judge_obj
+        )
+        try:
+            for t in s.temperatures:
+                ann = f"{name}__t{t:.2f}"
+                annotators.append(ann)
+                for item in items:
+                    sid = item["scenario_id"]
+                    if item["kind"] == "pointwise":
+                        arm = item["arm"]
+                        prompt = pointwise_prompt(scenarios[sid], shown[(sid, arm)])
+                        base = {"kind": "pointwise", "scenario_id": sid, "arm_id": arm}
+                        parsed, raw = _ask(judge, ann, name, t, prompt, (shown[(sid, arm)],), base, s, log)
+                        pointwise[(sid, arm, ann)] = parsed.values if parsed else None
+                        notes[(sid, arm, ann)] = _note(parsed, raw, s)
+                    else:
+                        a1, a2 = item["arms"]
+                        rng = random.Random(_stable_seed(s.seed, "order", sid, a1, a2, ann))
+                        first = (a1, a2) if rng.random() < 0.5 else (a2, a1)
+                        pair: dict[str, Any] = {
+                            "scenario_id": sid,
+                            "arm_1": a1,
+                            "arm_2": a2,
+                            "annotator_id": ann,
+                        }
+                        pair["orders"] = []
+                        for k, (x, y) in enumerate((first, first[::-1])):
+                            prompt = pairwise_prompt(scenarios[sid], shown[(sid, x)], shown[(sid, y)])
+                            base = {"kind": "pairwise", "scenario_id": sid, "arms_shown": [x, y], "order": k}
+                            texts = (shown[(sid, x)], shown[(sid, y)])
+                            parsed, _ = _ask(judge, ann, name, t, prompt, texts, base, s, log)
+                            pair["orders"].append({"a": x, "values": parsed.values if parsed else None})
+                        pairs.append(pair)
+                    done += 1
+                    if progress:
+                        progress(done, total, ann)
+        finally:
+            close = getattr(judge, "close", None)
+            if close is not None:
+                close()
+
+    ratings = _ratings_rows(s.mode, sample, arms, annotators, pointwise, notes, pairs)
+    summary = _summary(
+        run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths
+    )
+    summary["redactions"] = redact.count
+    summary["command"] = list(argv) if argv is not None else None
+    _write_csv(
+        run / "judge_ratings.csv", ["scenario_id", "arm_id", "annotator_id", *METRICS, "notes"], ratings
+    )
+    if pairs:
+        _write_csv(run / "judge_pairwise.csv", _PAIR_COLUMNS, _pair_rows(pairs))
+    write_jsonl(run / "judge_requests.jsonl", log)
+    write_json(run / "judge_summary.json", summary)
+    return JudgeResult(run, summary, ratings, log, pairs)
+
+
+def _read_run(run: Path, s: JudgeSettings):
+    resp_dir = run / "responses"
+    files = sorted(resp_dir.glob("*.jsonl")) if resp_dir.is_dir() else []
+    if not files:
+        raise BdnscaError(f"run folder {run} has no responses (responses/ARM.jsonl): nothing to judge")
+    have = [f.stem for f in files]
+    config = read_run_config(run) if (run / "run_config.json").exists() else {}
+    ordered = [a for a in run_arms(config) if a in have] + [a for a in have if a not in run_arms(config)]
+    if s.arms:
+        unknown = [a for a in s.arms if a not in have]
+        if unknown:
+            raise BdnscaError(
+                f"--arms: {unknown[0]!r} has no responses in {run} (arms: {', '.join(ordered)})"
+            )
+        arms = list(dict.fromkeys(s.arms))
+    else:
+        arms = ordered
+    if s.mode != "pointwise" and len(arms) < 2:
+        raise BdnscaError(f"pairwise judging needs at least two arms, got {arms}: use --mode pointwise")
+    scenarios = read_scenarios(run)
+    if not scenarios:
+        raise BdnscaError(f"run folder {run} has no scenarios.jsonl: the judge needs each scenario's context")
+    responses = {a: read_responses(run, a) for a in arms}
+    for sid, row in scenarios.items():
+        if not isinstance(row.get("player_input"), str) or not row["player_input"].strip():
+            raise BdnscaError(f"{run / 'scenarios.jsonl'}: scenario {sid!r} has no 'player_input'")
+    unknown_sids = sorted({sid for a in arms for sid in responses[a]} - set(scenarios))
+    if unknown_sids:
+        raise BdnscaError(f"{run}: responses for scenario {unknown_sids[0]!r}, which scenarios.jsonl lacks")
+    if not any(responses.values()):
+        raise BdnscaError(f"run folder {run}: no successful response in the arms {arms}")
+    return arms, responses, scenarios, ordered
+
+
+def _sample(scenarios: dict[str, Any], responses: dict[str, dict[str, Any]], s: JudgeSettings) -> list[str]:
+    ids = [sid for sid in scenarios if any(sid in r for r in responses.values())]
+    if s.max_scenarios is not None and s.max_scenarios < len(ids):
+        chosen = set(random.Random(s.sample_seed).sample(ids, s.max_scenarios))
+        ids = [sid for sid in ids if sid in chosen]
+    return ids
+
+
+def _items(sample: list[str], arms: list[str], responses: dict[str, dict[str, Any]], s: JudgeSettings):
+    items: list[dict[str, Any]] = []
+    for sid in sample:
+        have = [a for a in arms if sid in responses[a]]
+        if s.mode in ("pointwise", "both"):
+            items += [{"kind": "pointwise", "scenario_id": sid, "arm": a} for a in have]
+        if s.mode in ("pairwise", "both"):
+            items += [{"kind": "pairwise", "scenario_id": sid, "arms": p} for p in combinations(have, 2)]
+    return items
+
+
+def _identifying_names(run: Path, arms: list[str], responses: dict[str, dict[str, Any]]) -> set[str]:
+    """Arm ids, model names, model file names and (non-generic) stems: what must not reach a judge."""
+    names = set(arms)
+    models = {str(row.get("model") or "") for r in responses.values() for row in r.values()}
+    config = read_run_config(run) if (run / "run_config.json").exists() else {}
+    for a in config.get("arms", []):
+        if isinstance(a, dict):
+            models |= {str(a.get("model") or ""), str(a.get("model_path") or "")}
+    for m in filter(None, models):
+        names |= {m, Path(m).name, m.split(":")[0]}
+        if Path(m).stem.lower() not in ("model", "ggml-model", "models"):
+            names.add(Path(m).stem)
+    return names
+
+
+def _stable_seed(*parts: Any) -> int:
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _ask(judge, ann, name, temperature, prompt, texts, base, s: JudgeSettings, log):
+    """Asks until the answer parses (1 + retries attempts); every attempt is logged."""
+    schema = answer_schema(base["kind"])
+    raw = ""
+    for attempt in range(s.retries + 1):
+        seed = _stable_seed(s.seed, ann, base["kind"], base["scenario_id"], base.get("arm_id"),
+                            base.get("arms_shown"), base.get("order"), attempt)  # fmt: skip
+        req = JudgeRequest(base["kind"], prompt, schema, temperature, seed, s.max_tokens, tuple(texts))
+        entry = {**base, "annotator_id": ann, "judge": name, "temperature": temperature, "attempt": attempt,
+                 "seed": seed, "prompt": prompt}  # fmt: skip
+        try:
+            raw = judge.complete(req)
+        except BdnscaError as exc:  # the request cannot be answered (e.g. too long): no retry helps
+            log.append({**entry, "raw": None, "ok": False, "error": str(exc), "parsed": None})
+            return None, ""
+        try:
+            parsed = parse_answer(base["kind"], raw)
+        except ValueError as exc:
+            log.append({**entry, "raw": raw, "ok": False, "error": str(exc), "parsed": None})
+            continue
+        log.append({**entry, "raw": raw, "ok": True, "error": None, "parsed": parsed.values})
+        return parsed, raw
+    return None, raw
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _note(parsed, raw: str, s: JudgeSettings) -> str:
+    if parsed is None:
+        return (
+            f"missing: no parseable answer in {s.retries + 1} attempts (raw answers in judge_requests.jsonl)"
+        )
+    return _CONTROL.sub(" ", parsed.rationale).strip()
+
+
+def _ratings_rows(mode, sample, arms, annotators, pointwise, notes, pairs) -> list[dict[str, Any]]:
+    rows = []
+    if mode in ("pointwise", "both"):
+        for sid in sample:
+            for a in arms:
+                for ann in annotators:
+                    if (sid, a, ann) not in pointwise:
+                        continue
+                    values = pointwise[(sid, a, ann)] or {}
+                    row = {"scenario_id": sid, "arm_id": a, "annotator_id": ann}
+                    row.update({m: values.get(m, "") for m in METRICS})
+                    row["notes"] = notes[(sid, a, ann)]
+                    rows.append(row)
+        return rows
+    # pairwise only: each arm's soft win share in its scenario's pairs, on 1-5
+    share: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for p in pairs:
+        for m in METRICS:
+            final, _ = judge_stats.combine(p, m)
+            if final is None:
+                continue
+            x = 0.5 if final == "tie" else float(final == p["arm_1"])
+            share[(p["scenario_id"], p["arm_1"], p["annotator_id"])][m].append(x)
+            share[(p["scenario_id"], p["arm_2"], p["annotator_id"])][m].append(1.0 - x)
+    for sid in sample:
+        for a in arms:
+            for ann in annotators:
+                got = share.get((sid, a, ann))
+                if not got:
+                    continue
+                vals = {
+                    m: (round(1 + 4 * sum(got[m]) / len(got[m]), 6) if got.get(m) else "") for m in METRICS
+                }
+                rows.append({"scenario_id": sid, "arm_id": a, "annotator_id": ann, **vals,
+                             "notes": "from pairwise verdicts: 1 + 4 x soft win share"})  # fmt: skip
+    return rows
+
+
+_PAIR_COLUMNS = ["scenario_id", "arm_1", "arm_2", "annotator_id", "metric", "first_shown_as_a",
+                 "winner_first_order", "winner_second_order", "winner", "position_consistent"]  # fmt: skip
+
+
+def _pair_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for p in pairs:
+        for m in METRICS:
+            v = [judge_stats.arm_verdict(o, m, p["arm_1"], p["arm_2"]) for o in p["orders"]]
+            final, consistent = judge_stats.combine(p, m)
+            rows.append({
+                "scenario_id": p["scenario_id"], "arm_1": p["arm_1"], "arm_2": p["arm_2"],
+                "annotator_id": p["annotator_id"], "metric": m, "first_shown_as_a": p["orders"][0]["a"],
+                "winner_first_order": v[0] or "", "winner_second_order": v[1] or "", "winner": final or "",
+                "position_consistent": "" if consistent is None else int(consistent),
+            })  # fmt: skip
+    return rows
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+
+
+def _summary(run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths):
+    attempts = len(log)
+    failed_attempts = sum(not e["ok"] for e in log)
+    n_requests = len(pointwise) + 2 * len(pairs)
+    missing = sum(v is None for v in pointwise.values()) + sum(
+        o["values"] is None for p in pairs for o in p["orders"]
+    )
+    out: dict[str, Any] = {
+        "run_dir": str(run),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(),
+        "mode": s.mode,
+        "arms": arms,
+        "annotators": annotators,
+        "judges": [
+            {"name": n, "path": str(j), "sha256": file_sha256(j)}
+            if isinstance(j, str | os.PathLike)
+            else {"name": n}
+            for j, n in zip(judges, names, strict=True)
+        ],
+        "settings": asdict(s),
+        "scenarios": {
+            "available": len(scenarios),
+            "judged": len(sample),
+            "sampled": len(sample) < len(scenarios),
+        },
+        "requests": {
+            "questions": n_requests,
+            "attempts": attempts,
+            "failed_attempts": failed_attempts,
+            "missing": missing,
+        },  # fmt: skip
+        "parse_failure_rate": {
+            "questions": missing / n_requests if n_requests else None,
+            "attempts": failed_attempts / attempts if attempts else None,
+        },
+    }
+    seed = _stable_seed(s.seed, "bootstrap")
+    if pointwise:
+        out["pointwise"] = judge_stats.pointwise_summary(pointwise, arms, lengths, seed)
+    if pairs:
+        out["pairwise"] = judge_stats.pairwise_summary(pairs, arms, lengths, seed)
+    main = out.get("pairwise") or out["pointwise"]
+    out["headline_source"] = "pairwise" if "pairwise" in out else "pointwise"
+    out["krippendorff_alpha"] = (out.get("pointwise") or main)["krippendorff_alpha"]
+    out["position_consistency_rate"] = out["pairwise"]["position_consistency"]["all"] if pairs else None
+    out["tie_rate"] = main["tie_rate"]
+    out["win_rates"] = main["win_rates"]
+    out["verbosity"] = main["verbosity"]
+    return out

@@ -1,0 +1,570 @@
+"""Evaluation runs: ``bdnsca generate`` on tiny GGUF models (retrieval, determinism, resume,
+failed requests, bad input) and ``bdnsca judge`` (blindness, both orders, position consistency,
+verbosity, missing answers), with tiny judges and deterministic fake judges, and the CSV it
+writes read by ``build-preferences``."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bdnsca.errors import BdnscaError
+from bdnsca.evalrun.generate import TIMING_FIELDS, generate_run
+from bdnsca.evalrun.judge import judge_run
+from bdnsca.evalrun.judge_llm import FunctionJudge, JudgeRequest
+from bdnsca.evalrun.judge_prompts import METRICS
+from bdnsca.evalrun.scenarios import PromptTemplate, game_state_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "retrieval_corpus_wide.jsonl"
+SHARED_RUNS = [ROOT.parent / "shared" / "data" / "npc-ai" / r for r in ("proposal_run", "proposal_run_b")]
+
+SCENARIOS = [
+    {
+        "scenario_id": "orchard_01",
+        "persona": "You are Mara, a patient beekeeper who speaks softly.",
+        "dynamic_context": "BehaviorTreeState=Tending; Location=West Orchard; RecentEvent=Frost tonight.",
+        "player_input": "How do I prune the orchard at the west orchard?",
+        "reference_response": "Cut the dead wood first, before the frost. Ask me again at dawn.",
+        "scenario_tags": {"persona_archetype": "farmer"},
+    },
+    {
+        "scenario_id": "envoy_02",
+        "persona": "You are the Royal Envoy: formal, careful, never hurried.",
+        "dynamic_context": "BehaviorTreeState=Negotiating; Location=Envoy Tent; NearbyEntity=Two guards",
+        "player_input": "Where do we exchange hostages with the envoy?",
+        "reference_response": "At the bridge, at noon, and not a moment sooner.",
+        "scenario_tags": {"persona_archetype": "diplomat"},
+    },
+    {
+        "scenario_id": "gate_03",
+        "persona": "You are the Gatekeeper: strict, fair, brief.",
+        "dynamic_context": "BehaviorTreeState=Patrolling; Location=Village Gate; RecentEvent=Theft; curfew",
+        "player_input": "Let me into the royal archive right now.",
+        "reference_response": "The archive is closed tonight. Show a permit.",
+        "scenario_tags": {"persona_archetype": "gatekeeper"},
+    },
+]
+
+
+def _write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bdnsca.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def _strip(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in TIMING_FIELDS}
+
+
+# ----------------------------------------------------------------------------- prompts (no model)
+
+
+def test_default_template_renders_a_hand_written_prompt():
+    s = {"persona": "P.", "dynamic_context": "A=1; B=x; y=2", "player_input": "Hi?"}
+    from bdnsca.evalrun.scenarios import Passage
+
+    got = PromptTemplate.load(None).render(s, True, [Passage("d1", "T", "some  text\nhere")])
+    assert got == (
+        "You are roleplaying one NPC in a narrative game.\nPersona: P.\nRules:\n- Stay in persona.\n"
+        "- Write 2-3 natural sentences.\n"
+        "- Return only spoken dialogue, no labels, no metadata, no templates.\n"
+        "- Never output hidden fields such as Temporal Memories or BehaviorTreeState.\n"
+        "Current dynamic game state:\n- A: 1\n- B: x\n- y: 2\n"
+        "Use at least two concrete details from current dynamic game state.\n"
+        "Relevant knowledge:\n- T: some text here\n"
+        "Player says: Hi?\nNPC reply:"
+    )
+    bare = PromptTemplate.load(None).render(s, False)
+    assert "Current dynamic game state is unavailable.\nPlayer says: Hi?\nNPC reply:" in bare
+    assert "Relevant knowledge" not in bare and "\n\n" not in bare
+
+
+def test_game_state_items_split_only_before_a_key():
+    assert game_state_lines("Location=Gate; RecentEvent=alarm; curfew at dusk; NPC=Ann") == [
+        "- Location: Gate",
+        "- RecentEvent: alarm; curfew at dusk",
+        "- NPC: Ann",
+    ]
+
+
+@pytest.mark.parametrize("run", SHARED_RUNS, ids=lambda p: p.name)
+def test_default_template_reproduces_every_old_prompt(run):
+    if not (run / "responses").is_dir():
+        pytest.skip(f"shared run {run} not present (it lives in ../shared/data)")
+    scenarios = {json.loads(line)["scenario_id"]: json.loads(line) for line in open(run / "scenarios.jsonl")}
+    template = PromptTemplate.load(None)
+    n = 0
+    for f in sorted((run / "responses").glob("*.jsonl")):
+        for line in open(f):
+            row = json.loads(line)
+            assert (
+                template.render(scenarios[row["scenario_id"]], row["include_dynamic_context"])
+                == row["prompt"]
+            )
+            n += 1
+    assert n >= 500
+
+
+def test_template_file_placeholders(tmp_path):
+    t = tmp_path / "t.txt"
+    t.write_text("{persona}\n{passages}\nJSON {like: this}\nQ: {player_input}\n", encoding="utf-8")
+    got = PromptTemplate.load(t).render({"persona": "P", "player_input": "x"}, False)
+    assert got == "P\nJSON {like: this}\nQ: x"  # the empty {passages} line is dropped, other braces kept
+    t.write_text("{persona} {player_inptu}", encoding="utf-8")
+    with pytest.raises(BdnscaError, match=r"unknown placeholder \{player_inptu\}"):
+        PromptTemplate.load(t)
+
+
+# ----------------------------------------------------------------------------- tiny models
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Two tiny GGUF models sharing a tokenizer, a BM25 index of the bundled corpus, a scenario
+    file and an arms file (a retrieval arm on one model, a no-context arm on the other)."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("building and serving the tiny models needs torch and llama-cpp-python")
+    from bdnsca import build_index, read_corpus
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
+
+    root = tmp_path_factory.mktemp("evalrun")
+    make_tiny_model(root / "gen_a", TinyModelConfig(layers=2, hidden_size=64), gguf=True)
+    make_tiny_model(
+        root / "gen_b",
+        TinyModelConfig(layers=1, hidden_size=32, seed=1),
+        tokenizer_from=root / "gen_a",
+        gguf=True,
+    )
+    build_index(read_corpus(CORPUS)).save(root / "npc.index")
+    _write_jsonl(root / "scenarios.jsonl", SCENARIOS)
+    (root / "arms.toml").write_text(
+        'target_arm = "rag_contextual"\n'
+        "[arms.rag_contextual]\n"
+        'model = "gen_a/model.gguf"\n'
+        f'retrieval = {{ index = "npc.index", corpus = "{CORPUS.as_posix()}", k = 2 }}\n'
+        "[arms.plain_baseline]\n"
+        'model = "gen_b/model.gguf"\n'
+        "include_dynamic_context = false\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def _generate(world, out, **kw):
+    kw = {"max_tokens": 12, "n_threads": 1, **kw}
+    return generate_run(world / "scenarios.jsonl", world / "arms.toml", out, **kw)
+
+
+def test_generate_writes_the_run_folder(world, tmp_path):
+    from bdnsca import BM25
+
+    r = _generate(world, tmp_path / "runs")
+    run = r.run_dir
+    assert run.parent == tmp_path / "runs" and not run.name.endswith(".incomplete")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.name]
+    assert not (run / "status.json").exists()
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["target_arm"] == "rag_contextual" and config["baseline_arm_ids"] == ["plain_baseline"]
+    assert [a["arm_id"] for a in config["arms"]] == ["rag_contextual", "plain_baseline"]
+    import hashlib
+
+    for a in config["arms"]:
+        assert a["model_sha256"] == hashlib.sha256(Path(a["model_path"]).read_bytes()).hexdigest()
+    assert config["scenario_sha256"] == hashlib.sha256((world / "scenarios.jsonl").read_bytes()).hexdigest()
+    assert [json.loads(x)["scenario_id"] for x in (run / "scenarios.jsonl").read_text().splitlines()] == [
+        s["scenario_id"] for s in SCENARIOS
+    ]
+    bm25 = BM25.load(world / "npc.index")
+    corpus = {json.loads(x)["doc_id"]: json.loads(x) for x in CORPUS.read_text().splitlines()}
+    old_fields = set(
+        "request_index repeat_index arm_id model scenario_id prompt response ok eval_count "
+        "prompt_eval_count total_duration_ns reference_response retrieved_doc_ids".split()
+    )
+    for arm in ("rag_contextual", "plain_baseline"):
+        rows = [json.loads(x) for x in (run / "responses" / f"{arm}.jsonl").read_text().splitlines()]
+        assert [r["request_index"] for r in rows] == [1, 2, 3]
+        for row, s in zip(rows, SCENARIOS, strict=True):
+            assert old_fields <= set(row) and row["ok"] and row["arm_id"] == arm
+            assert (
+                row["scenario_id"] == s["scenario_id"]
+                and row["reference_response"] == s["reference_response"]
+            )
+            assert 0 < row["eval_count"] <= 12 and row["prompt_eval_count"] > 0
+            if arm == "rag_contextual":
+                want = [d for d, _ in bm25.search(s["player_input"], 2)]
+                assert row["retrieved_doc_ids"] == want and len(want) == 2
+                for d in want:  # the passages' text is in the prompt
+                    assert " ".join(corpus[d]["text"].split()) in row["prompt"]
+                assert "Location: " in row["prompt"]
+            else:
+                assert row["retrieved_doc_ids"] is None
+                assert "Current dynamic game state is unavailable." in row["prompt"]
+                assert "Relevant knowledge" not in row["prompt"]
+
+
+def test_generate_is_deterministic_and_resume_finishes_an_interrupted_run(world, tmp_path):
+    full = _generate(world, tmp_path / "a", temperature=0.7)
+
+    calls = []
+
+    def interrupt(done, total, arm):
+        calls.append(done)
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _generate(world, tmp_path / "b", temperature=0.7, progress=interrupt)
+    (kept,) = (tmp_path / "b").iterdir()
+    assert kept.name.endswith(".incomplete")
+    status = json.loads((kept / "status.json").read_text())
+    assert status["status"] == "incomplete" and status["completed_requests"] == 4
+    assert status["planned_requests"] == 6 and "KeyboardInterrupt" in status["error"]
+    done_lines = sum(len(p.read_text().splitlines()) for p in (kept / "responses").glob("*.jsonl"))
+    assert done_lines == 4
+    with open(kept / "responses" / "plain_baseline.jsonl", "a") as f:
+        f.write('{"request_index": 3, "arm_id": "plain_baseline", "resp')  # a line cut by the interruption
+    resumed = generate_run(resume=kept)
+    assert resumed.run_dir == tmp_path / "b" / kept.name[: -len(".incomplete")]
+    assert not kept.exists() and not (resumed.run_dir / "status.json").exists()
+    for arm in ("rag_contextual", "plain_baseline"):
+        a = (full.run_dir / "responses" / f"{arm}.jsonl").read_text().splitlines()
+        b = (resumed.run_dir / "responses" / f"{arm}.jsonl").read_text().splitlines()
+        assert [_strip(json.loads(x)) for x in a] == [_strip(json.loads(x)) for x in b]
+    ca, cb = (json.loads((r / "run_config.json").read_text()) for r in (full.run_dir, resumed.run_dir))
+    for c in (ca, cb):
+        for k in ("run_id", "created_utc", "command"):
+            c.pop(k)
+    assert ca == cb
+    with pytest.raises(BdnscaError, match="not an incomplete run"):
+        generate_run(resume=resumed.run_dir)
+
+
+def test_a_seed_changes_the_responses(world, tmp_path):
+    a = _generate(world, tmp_path / "a", temperature=1.0, seed=1)
+    b = _generate(world, tmp_path / "b", temperature=1.0, seed=2)
+    ra = [r["response"] for rows in a.responses.values() for r in rows]
+    rb = [r["response"] for rows in b.responses.values() for r in rows]
+    assert ra != rb
+
+
+def test_a_prompt_that_does_not_fit_is_a_failed_row(world, tmp_path):
+    r = _generate(world, tmp_path, n_ctx=64)
+    for rows in r.responses.values():
+        assert len(rows) == 3
+        for row in rows:
+            assert row["ok"] is False and "does not fit --n-ctx 64" in row["error"] and row["response"] == ""
+
+
+def _bad_input_cases(world, tmp):
+    no_input = _write_jsonl(tmp / "no_input.jsonl", [{**SCENARIOS[0], "player_input": ""}])
+    missing = tmp / "missing.toml"
+    missing.write_text('[arms.x]\nmodel = "nowhere.gguf"\n')
+    notgguf = tmp / "notgguf.toml"
+    (tmp / "m.bin").write_bytes(b"\x00" * 64)
+    notgguf.write_text('[arms.x]\nmodel = "m.bin"\n')
+    # an index of the corpus, while the arm's corpus holds only some of its documents
+    part = tmp / "part.jsonl"
+    part.write_text("".join(CORPUS.read_text().splitlines(keepends=True)[:10]))
+    foreign = tmp / "foreign.toml"
+    foreign.write_text(
+        f'[arms.x]\nmodel = "{(world / "gen_a" / "model.gguf").as_posix()}"\n'
+        f'retrieval = {{ index = "{(world / "npc.index").as_posix()}", corpus = "{part.as_posix()}" }}\n'
+    )
+    arms = world / "arms.toml"
+    scen = world / "scenarios.jsonl"
+    return [
+        ([no_input, arms], "missing or empty field 'player_input'"),
+        ([scen, missing], "does not exist"),
+        ([scen, notgguf], "is not a GGUF file"),
+        ([scen, foreign], "are not in the corpus"),
+    ]
+
+
+def test_bad_input_is_one_line_before_any_generation(world, tmp_path):
+    for (scen, arms), message in _bad_input_cases(world, tmp_path):
+        out = tmp_path / "out"
+        r = _cli("generate", "--scenarios", scen, "--arms", arms, "--output-root", out)
+        assert r.returncode == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
+        assert not out.exists() or not any(out.iterdir())
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 60)
+    r = _cli("judge", "--run-dir", tmp_path, "--judge", world / "gen_a" / "model.gguf")
+    assert r.returncode == 1 and "has no responses" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    run = _synthetic_run(tmp_path / "run", {"x": {"s1": "a b"}, "y": {"s1": "c"}})
+    r = _cli("judge", "--run-dir", run, "--judge", broken)
+    assert r.returncode == 1 and "judge model" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (run / "judge_ratings.csv").exists()
+
+
+@pytest.mark.slow
+def test_chain_generate_judge_build_preferences(world, tmp_path):
+    r = _cli("generate", "--scenarios", world / "scenarios.jsonl", "--arms", world / "arms.toml",
+             "--output-root", tmp_path, "--max-tokens", "12", "--n-threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (run,) = tmp_path.iterdir()
+    from bdnsca.cli._common import cli
+
+    if "score" in cli.commands:
+        r = _cli("score", "--run-dir", run)
+        assert r.returncode == 0, r.stderr
+    judges = [world / "gen_a" / "model.gguf", world / "gen_b" / "model.gguf"]
+    r = _cli("judge", "--run-dir", run, "--judge", judges[0], "--judge", judges[1],
+             "--temperatures", "0.0,0.7", "--n-threads", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((run / "judge_summary.json").read_text())
+    assert len(summary["annotators"]) == 4
+    assert summary["parse_failure_rate"]["questions"] == 0.0, "constrained decoding must parse"
+    requests = [json.loads(x) for x in (run / "judge_requests.jsonl").read_text().splitlines()]
+    forbidden = {"rag_contextual", "plain_baseline", "gen_a", "gen_b", "model.gguf"}
+    forbidden |= {str(p) for p in judges} | {"gen_a/model.gguf", "gen_b/model.gguf"}
+    for q in requests:
+        low = q["prompt"].lower()
+        assert not [w for w in forbidden if w.lower() in low], q["prompt"]
+    _assert_both_orders(requests, n_annotators=4)
+    from bdnsca.prefs.ratings import read_ratings
+
+    ratings = read_ratings(run / "judge_ratings.csv", (1, 5))
+    assert ratings.metrics == list(METRICS) and set(ratings.arms) == {"rag_contextual", "plain_baseline"}
+    r = _cli("build-preferences", "--run-dir", run, "--human-eval-file", run / "judge_ratings.csv",
+             "--target-arm", "rag_contextual", "--baseline-arms", "plain_baseline",
+             "--min-margin", "0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    pref = json.loads((run / "preference_dataset_summary.json").read_text())
+    assert pref["rated_scenarios"] == 3
+
+
+def _assert_both_orders(requests, n_annotators):
+    shown: dict = {}
+    for q in requests:
+        if q["kind"] == "pairwise" and q["ok"]:
+            key = (q["scenario_id"], q["annotator_id"], frozenset(q["arms_shown"]))
+            shown.setdefault(key, set()).add(tuple(q["arms_shown"]))
+    assert shown and all(len(v) == 2 for v in shown.values())
+    assert len({k[1] for k in shown}) == n_annotators
+
+
+# ----------------------------------------------------------------------------- fake judges
+
+
+def _synthetic_run(run: Path, responses: dict[str, dict[str, str]], model: str = "phi3:mini") -> Path:
+    """A run folder written by hand: arm -> scenario -> response text."""
+    (run / "responses").mkdir(parents=True)
+    sids = sorted({s for r in responses.values() for s in r})
+    scen = [{"scenario_id": s, "persona": "You are Ann, a smith.", "dynamic_context": "Location=Forge",
+             "player_input": f"Tell me about {s}."} for s in sids]  # fmt: skip
+    _write_jsonl(run / "scenarios.jsonl", scen)
+    arms = [{"arm_id": a, "model": model, "include_dynamic_context": True} for a in responses]
+    (run / "run_config.json").write_text(json.dumps({"arms": arms, "target_arm": next(iter(responses))}))
+    for arm, texts in responses.items():
+        rows = [
+            {"request_index": i + 1, "repeat_index": 0, "arm_id": arm, "model": model, "scenario_id": s,
+             "prompt": "p", "response": t, "ok": True}
+            for i, (s, t) in enumerate(texts.items())
+        ]  # fmt: skip
+        _write_jsonl(run / "responses" / f"{arm}.jsonl", rows)
+    return run
+
+
+def _answer(req: JudgeRequest, pick) -> str:
+    if req.kind == "pointwise":
+        return json.dumps({"rationale": "ok", **{m: pick(req, m) for m in METRICS}})
+    return json.dumps({"rationale": "ok", **{m: pick(req, m) for m in METRICS}})
+
+
+def always_a(req: JudgeRequest) -> str:
+    return _answer(req, lambda r, m: "A" if r.kind == "pairwise" else 3)
+
+
+def prefers_longer(req: JudgeRequest) -> str:
+    def pick(r, m):
+        if r.kind == "pointwise":
+            return min(5, len(r.responses[0].split()))
+        a, b = (len(t.split()) for t in r.responses)
+        return "A" if a > b else "B" if b > a else "tie"
+
+    return _answer(req, pick)
+
+
+# scenario -> (long arm) ; "long" has 2 longer responses of 3, "short" 1
+LENGTHS = {
+    "long": {"s1": "one two three four five", "s2": "one two three four", "s3": "one"},
+    "short": {"s1": "one two", "s2": "one", "s3": "one two three"},
+}
+
+
+def test_always_a_judge_is_never_position_consistent(tmp_path):
+    run = _synthetic_run(tmp_path, LENGTHS)
+    res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], mode="pairwise")
+    pw = res.summary["pairwise"]
+    assert res.summary["position_consistency_rate"] == 0.0
+    assert all(pw["position_consistency"][m] == 0.0 for m in METRICS)
+    assert all(pw["tie_rate"][m] == 1.0 for m in METRICS) and all(
+        pw["raw_tie_rate"][m] == 0.0 for m in METRICS
+    )
+    assert all(pw["first_position_preference"][m] == 1.0 for m in METRICS)
+    for m in METRICS:
+        w = pw["win_rates"][m]["long"]["short"]
+        assert w["rate"] == 0.5 and w["ci95"] == [0.5, 0.5] and w["scenarios"] == 3
+    assert all(pw["verbosity"][m]["decisive_with_length_difference"] == 0 for m in METRICS)
+    _assert_both_orders(res.requests, n_annotators=1)
+    # pairwise-only ratings: every arm's soft win share is one half -> 3 on 1-5
+    rows = list(csv.DictReader(open(run / "judge_ratings.csv")))
+    assert len(rows) == 6 and {r["overall_quality"] for r in rows} == {"3.0"}
+
+
+def test_a_judge_preferring_longer_responses_shows_a_verbosity_preference(tmp_path):
+    run = _synthetic_run(tmp_path, LENGTHS)
+    res = judge_run(run, [FunctionJudge("fl", prefers_longer)], temperatures=[0.0])
+    s = res.summary
+    assert s["position_consistency_rate"] == 1.0
+    for m in METRICS:
+        v = s["verbosity"][m]
+        assert v["longer_wins_rate"] == 1.0 and v["decisive_with_length_difference"] == 3
+        assert 0.4 < v["ci95"][0] < 0.5 and v["ci95"][1] == 1.0  # Wilson, k = n = 3: [0.438, 1]
+        assert s["pointwise"]["verbosity"][m]["longer_wins_rate"] == 1.0
+        # "long" wins s1 and s2, loses s3: 2/3 by hand
+        assert s["win_rates"][m]["long"]["short"]["rate"] == pytest.approx(2 / 3)
+        assert s["win_rates"][m]["short"]["long"]["rate"] == pytest.approx(1 / 3)
+        assert s["pairwise"]["tie_rate"][m] == 0.0
+    rows = list(csv.DictReader(open(run / "judge_ratings.csv")))
+    by = {(r["scenario_id"], r["arm_id"]): r for r in rows}
+    assert by[("s1", "long")]["naturalness"] == "5" and by[("s3", "long")]["naturalness"] == "1"
+    assert s["pointwise"]["mean"]["long"]["overall_quality"] == pytest.approx((5 + 4 + 1) / 3)
+
+
+def test_judge_prompts_are_blind_even_when_a_response_names_its_model(tmp_path):
+    run = _synthetic_run(
+        tmp_path,
+        {
+            "arm_x": {"s1": "As phi3:mini I say hello, arm_y.", "s2": "hi"},
+            "arm_y": {"s1": "PHI3 is fine.", "s2": "yo"},
+        },
+    )
+    res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0, 0.5])
+    assert res.summary["redactions"] >= 3
+    for q in res.requests:
+        low = q["prompt"].lower()
+        assert "arm_x" not in low and "arm_y" not in low and "phi3" not in low
+    assert any("[redacted]" in q["prompt"] for q in res.requests)
+    assert res.summary["annotators"] == ["fa__t0.00", "fa__t0.50"]
+
+
+def test_pair_order_is_randomised_from_the_seed_and_every_pair_is_judged_both_ways(tmp_path):
+    texts = {f"s{i:02d}": "x" for i in range(30)}
+    run = _synthetic_run(tmp_path, {"p": texts, "q": dict(texts)})
+
+    def firsts(seed):
+        res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], mode="pairwise", seed=seed)
+        _assert_both_orders(res.requests, 1)
+        return [p["orders"][0]["a"] for p in res.pairs]
+
+    f1 = firsts(1)
+    assert 5 < f1.count("p") < 25  # randomised, not always the same arm first
+    assert firsts(1) == f1 and firsts(2) != f1
+
+
+def test_unparseable_answers_are_retried_then_missing_never_defaulted(tmp_path):
+    run = _synthetic_run(tmp_path, {"x": {"s1": "a", "s2": "b"}, "y": {"s1": "c", "s2": "d"}})
+    calls = {"n": 0}
+
+    def flaky(req):
+        calls["n"] += 1
+        return "not json" if calls["n"] % 2 else always_a(req)
+
+    res = judge_run(run, [FunctionJudge("flaky", flaky), FunctionJudge("bad", lambda r: '{"rationale": "x"')],
+                    temperatures=[0.0], mode="pointwise", retries=2)  # fmt: skip
+    s = res.summary
+    assert s["requests"]["questions"] == 8 and s["requests"]["missing"] == 4
+    assert s["parse_failure_rate"]["questions"] == 0.5
+    bad = [q for q in res.requests if q["judge"] == "bad"]
+    assert len(bad) == 4 * 3 and all(not q["ok"] and q["raw"] == '{"rationale": "x"' for q in bad)
+    flaky_rows = [q for q in res.requests if q["judge"] == "flaky"]
+    assert [q["ok"] for q in flaky_rows] == [False, True] * 4
+    rows = list(csv.DictReader(open(run / "judge_ratings.csv")))
+    for r in rows:
+        if r["annotator_id"] == "bad__t0.00":
+            assert all(r[m] == "" for m in METRICS) and r["notes"].startswith("missing")
+        else:
+            assert all(r[m] == "3" for m in METRICS)
+
+
+def test_alpha_matches_the_krippendorff_package(tmp_path):
+    krippendorff = pytest.importorskip("krippendorff", reason="the independent alpha needs krippendorff")
+    import numpy as np
+
+    texts = {f"s{i}": " ".join(["w"] * (1 + i % 5)) for i in range(12)}
+    run = _synthetic_run(tmp_path, {"x": texts, "y": {k: v + " w w" for k, v in texts.items()}})
+
+    def noisy(req):
+        n = len(req.responses[0].split())
+        return _answer(req, lambda r, m: 1 + (n * 7 + len(m)) % 5)
+
+    res = judge_run(run, [FunctionJudge("l", prefers_longer), FunctionJudge("n", noisy)],
+                    temperatures=[0.0], mode="pointwise")  # fmt: skip
+    rows = list(csv.DictReader(open(run / "judge_ratings.csv")))
+    units = sorted({(r["scenario_id"], r["arm_id"]) for r in rows})
+    for m in METRICS:
+        data = np.full((2, len(units)), np.nan)
+        for r in rows:
+            data[
+                ["l__t0.00", "n__t0.00"].index(r["annotator_id"]),
+                units.index((r["scenario_id"], r["arm_id"])),
+            ] = float(r[m])
+        want = krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal")
+        assert res.summary["krippendorff_alpha"][m] == pytest.approx(want, abs=1e-9)
+
+
+def test_judge_csv_feeds_build_preferences(tmp_path):
+    from bdnsca.prefs.build import build_preferences
+
+    run = _synthetic_run(tmp_path, LENGTHS)
+    judge_run(
+        run, [FunctionJudge("a", prefers_longer), FunctionJudge("b", prefers_longer)], temperatures=[0.0]
+    )
+    res = build_preferences(run, run / "judge_ratings.csv", target_arm="long", baseline_arms=["short"],
+                            min_raters=2, min_margin=0.25, allow_reverse_pairs=True)  # fmt: skip
+    pairs = res.train
+    assert len(pairs) == 3
+    for p in pairs:  # the longer response is always chosen
+        assert len(p["chosen"].split()) > len(p["rejected"].split())
+
+
+def test_arms_and_scenario_sampling(tmp_path):
+    texts = {f"s{i:02d}": "a b" for i in range(20)}
+    run = _synthetic_run(tmp_path, {"x": texts, "y": dict(texts), "z": dict(texts)})
+    res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], arms=["x", "z"],
+                    max_scenarios=5, sample_seed=3)  # fmt: skip
+    assert res.summary["scenarios"] == {"available": 20, "judged": 5, "sampled": True}
+    assert {r["arm_id"] for r in res.ratings} == {"x", "z"}
+    sampled = sorted({r["scenario_id"] for r in res.ratings})
+    again = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], arms=["x", "z"],
+                      max_scenarios=5, sample_seed=3)  # fmt: skip
+    assert sorted({r["scenario_id"] for r in again.ratings}) == sampled
+    with pytest.raises(BdnscaError, match="'w' has no responses"):
+        judge_run(run, [FunctionJudge("fa", always_a)], arms=["x", "w"])
+    with pytest.raises(BdnscaError, match="at least two arms"):
+        judge_run(run, [FunctionJudge("fa", always_a)], arms=["x"])
+
+
+def test_generate_cli_needs_inputs_and_resume_takes_none(tmp_path):
+    r = _cli("generate", "--output-root", tmp_path)
+    assert r.returncode == 2 and "--scenarios and --arms" in r.stderr
+    (tmp_path / "x.incomplete").mkdir()
+    r = _cli("generate", "--resume", tmp_path / "x.incomplete", "--seed", "3")
+    assert r.returncode == 2 and "drop --seed" in r.stderr
+    r = _cli("generate", "--resume", tmp_path / "x.incomplete")
+    assert r.returncode == 1 and "not an incomplete run" in r.stderr
