@@ -568,3 +568,19 @@ def test_generate_cli_needs_inputs_and_resume_takes_none(tmp_path):
     assert r.returncode == 2 and "drop --seed" in r.stderr
     r = _cli("generate", "--resume", tmp_path / "x.incomplete")
     assert r.returncode == 1 and "not an incomplete run" in r.stderr
+
+
+def test_an_interrupted_responses_file_is_read_back_whole(tmp_path):
+    from bdnsca.errors import DataError
+    from bdnsca.evalrun.generate import _read_partial
+
+    f = tmp_path / "arm.jsonl"
+    f.write_text('{"request_index": 1}\n{"request_index": 2}')  # the last row complete, its newline not
+    assert [r["request_index"] for r in _read_partial(f)] == [1, 2]
+    assert f.read_text().endswith("}\n")  # the next appended row starts a line of its own
+    f.write_text('{"request_index": 1}\n{"request_ind')
+    assert [r["request_index"] for r in _read_partial(f)] == [1]
+    assert f.read_text() == '{"request_index": 1}\n'
+    f.write_text('{"request_ind\n{"request_index": 2}\n')
+    with pytest.raises(DataError, match="arm.jsonl:1: malformed row"):
+        _read_partial(f)

@@ -376,10 +376,12 @@ def _resume(run: Path, progress: Progress | None) -> GenerateResult:
 
 def _read_partial(path: Path) -> list[dict[str, Any]]:
     """The rows of a responses file being appended to: a last line cut short by an interruption
-    is dropped (and the file rewritten without it); a bad line before it is an error."""
+    is dropped, and a file that does not end with a newline is rewritten (so that the next row
+    starts a line of its own); a bad line before the last is an error."""
     if not path.exists():
         return []
-    lines = path.read_bytes().split(b"\n")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
     rows = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -388,9 +390,10 @@ def _read_partial(path: Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except (json.JSONDecodeError, UnicodeDecodeError):
             if i == len(lines):  # the unterminated last line
-                write_jsonl(path, rows)
                 break
             raise DataError(path, i, "malformed row in an interrupted run") from None
+    if data and not data.endswith(b"\n"):
+        write_jsonl(path, rows)
     return rows
 
 

@@ -124,7 +124,10 @@ def judge_run(
         raise BdnscaError(f"two judges share a name ({names}): annotator ids must differ")
 
     redact = Redactor(_identifying_names(run, all_arms, responses))
-    shown = {(sid, a): redact(row["response"]) for a in arms for sid, row in responses[a].items()}
+    judged = set(sample)
+    shown = {
+        (sid, a): redact(row["response"]) for a in arms for sid, row in responses[a].items() if sid in judged
+    }
     lengths = {k: len(v.split()) for k, v in shown.items()}
     items = _items(sample, arms, responses, s)
     if not items:
