@@ -327,6 +327,10 @@ def test_chain_generate_judge_build_preferences(world, tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "judge_summary.json").read_text())
     assert len(summary["annotators"]) == 4
+    assert summary["self_judging"] == [  # each judge also generated an arm
+        {"judge": "gen_a_model", "arm_id": "rag_contextual"},
+        {"judge": "gen_b_model", "arm_id": "plain_baseline"},
+    ]
     assert summary["parse_failure_rate"]["questions"] == 0.0, "constrained decoding must parse"
     requests = [json.loads(x) for x in (run / "judge_requests.jsonl").read_text().splitlines()]
     forbidden = {"rag_contextual", "plain_baseline", "gen_a", "gen_b", "model.gguf"}

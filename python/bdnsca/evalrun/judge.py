@@ -419,6 +419,16 @@ def _summary(run, s, arms, sample, scenarios, annotators, judges, names, log, po
             "attempts": failed_attempts / attempts if attempts else None,
         },
     }
+    # A judge that also generated an arm may prefer its own outputs (MT-Bench's self-enhancement
+    # bias): such (judge, arm) pairs are listed so that their verdicts are read with care.
+    config = read_run_config(run) if (run / "run_config.json").exists() else {}
+    arm_sha = {a.get("arm_id"): a.get("model_sha256") for a in config.get("arms", []) if isinstance(a, dict)}
+    out["self_judging"] = [
+        {"judge": j["name"], "arm_id": arm}
+        for j in out["judges"]
+        for arm in arms
+        if j.get("sha256") and arm_sha.get(arm) == j["sha256"]
+    ]
     seed = _stable_seed(s.seed, "bootstrap")
     if pointwise:
         out["pointwise"] = judge_stats.pointwise_summary(pointwise, arms, lengths, seed)
