@@ -588,3 +588,46 @@ def test_an_interrupted_responses_file_is_read_back_whole(tmp_path):
     f.write_text('{"request_ind\n{"request_index": 2}\n')
     with pytest.raises(DataError, match="arm.jsonl:1: malformed row"):
         _read_partial(f)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[arms.a]\nmodel = "m.gguf"\ntemperature = 0.1\n', "unknown key 'temperature'"),
+        ("[arms.a]\ninclude_dynamic_context = true\n", "missing 'model'"),
+        ('target_arm = "b"\n[arms.a]\nmodel = "m.gguf"\n', "target_arm 'b' is not one of the arms"),
+        (
+            '[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", reranker = "r" }\n',
+            "reranker",
+        ),
+        ('[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i" }\n', "retrieval needs 'corpus'"),
+        ('[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", k = 0 }\n', "retrieval.k"),
+        ('[arms.a]\nmodel = "m.gguf"\nspeculative = "none,prompt-lookup:3"\n', "an arm has one"),
+        ('[arms.a]\nmodel = "m.gguf"\nchat = "yes"\n', "'chat' must be true or false"),
+        ('[arms."../x"]\nmodel = "m.gguf"\n', "names its responses file"),
+        ("[arms.a\n", "malformed TOML"),
+    ],
+)
+def test_arms_file_errors(tmp_path, body, message):
+    from bdnsca.evalrun.arms import read_arms
+
+    (tmp_path / "arms.toml").write_text(body, encoding="utf-8")
+    with pytest.raises(BdnscaError, match=message):
+        read_arms(tmp_path / "arms.toml")
+
+
+def test_arms_file_paths_are_relative_to_it(tmp_path):
+    from bdnsca.evalrun.arms import read_arms
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "arms.toml").write_text(
+        'target_arm = "a"\n[arms.a]\nmodel = "m/t.gguf"\nspeculative = "draft:d.gguf:4"\n'
+        'retrieval = { index = "../i.index", corpus = "/abs/c.jsonl" }\n[arms.b]\nmodel = "/abs/b.gguf"\n'
+    )
+    f = read_arms(tmp_path / "sub" / "arms.toml")
+    a, b = f.arms
+    assert a.model == "m/t.gguf" and a.model_path == str(tmp_path / "sub" / "m" / "t.gguf")
+    assert a.speculative == f"draft:{tmp_path / 'sub' / 'd.gguf'}:4"
+    assert a.retrieval.index == str(tmp_path / "i.index") and a.retrieval.corpus == "/abs/c.jsonl"
+    assert a.retrieval.k == 3 and a.include_dynamic_context and not a.chat
+    assert b.model_path == "/abs/b.gguf" and f.target_arm == "a" and f.baseline_arms == ["b"]
