@@ -472,7 +472,9 @@ def test_prebuilt_index_refuses_a_corpus_with_other_ids():
 
 def test_prebuilt_index_tokenizer_and_method_are_used_and_recorded():
     corpus, qs = _twin_world()
-    stemmed = dict(method="bm25+", k1=1.2, b=0.5, delta=0.25, stopwords="en", stemmer="english")
+    stemmed = dict(
+        method="bm25+", k1=1.2, b=0.5, delta=0.25, stopwords="en", stemmer="english", pattern="bm25s"
+    )
     direct = mine_hard_negatives(corpus, qs, **stemmed)
     bm25 = bdnsca.build_index(
         corpus,
@@ -480,7 +482,7 @@ def test_prebuilt_index_tokenizer_and_method_are_used_and_recorded():
         k1=1.2,
         b=0.5,
         delta=0.25,
-        tokenizer=bdnsca.Tokenizer(stopwords="en", stemmer="english"),
+        tokenizer=bdnsca.Tokenizer(stopwords="en", stemmer="english", pattern="bm25s"),
     )
     reused = mine_hard_negatives(corpus, qs, bm25=bm25)  # the settings' defaults differ
     assert _negatives(reused) == _negatives(direct)

@@ -31,10 +31,9 @@ from bdnsca.data.io import (
     write_jsonl,
 )
 from bdnsca.errors import BdnscaError
-from bdnsca.retrieval.bm25 import make_tokenizer
 from bdnsca.retrieval.pairs import PAIR_FORMATS, Mined, assemble, mined_per_query
 
-RETRIEVAL_FIELDS = ("method", "k1", "b", "delta", "lowercase", "stopwords", "stemmer")
+RETRIEVAL_FIELDS = ("method", "k1", "b", "delta", "lowercase", "stopwords", "stemmer", "pattern")
 """The settings that decide the BM25 ranking; recorded in every summary."""
 
 
@@ -78,6 +77,8 @@ class MiningSettings:
     """None (the default, as ``bdnsca index``), ``"en"`` or a list of words."""
     stemmer: str | None = None
     """None (the default, as ``bdnsca index``) or ``"english"``."""
+    pattern: str = "alnum"
+    """How text splits into words: ``"alnum"`` (the default) or ``"bm25s"`` (see ``Tokenizer``)."""
     include_title: bool = True
 
     def validate(self) -> None:
@@ -151,7 +152,7 @@ def default_output_paths(gold_path: str | os.PathLike[str]) -> tuple[Path, Path,
 
 def retrieval_settings(bm25: _core.BM25) -> dict[str, Any]:
     """What decides an index's ranking: the method, k1, b, delta and its tokenizer
-    (lowercase, stopwords as None / "en" / the list, stemmer)."""
+    (lowercase, stopwords as None / "en" / the list, stemmer, pattern)."""
     tok = bm25.tokenizer
     words = tok.stopwords
     stopwords: str | list[str] | None = None
@@ -165,6 +166,7 @@ def retrieval_settings(bm25: _core.BM25) -> dict[str, Any]:
         "lowercase": tok.lowercase,
         "stopwords": stopwords,
         "stemmer": tok.stemmer,
+        "pattern": tok.pattern,
     }
 
 
@@ -228,7 +230,12 @@ def mine_hard_negatives(
         # One list of texts serves both the index and the twin detector (at 1M documents,
         # building it twice costs seconds).
         texts = corpus.texts(settings.include_title)
-        tokenizer = make_tokenizer(settings.stopwords, settings.stemmer, settings.lowercase)
+        tokenizer = _core.Tokenizer(
+            lowercase=settings.lowercase,
+            stopwords=settings.stopwords,
+            stemmer=settings.stemmer,
+            pattern=settings.pattern,
+        )
         bm25 = _core.BM25(
             method=settings.method, k1=settings.k1, b=settings.b, delta=settings.delta, tokenizer=tokenizer
         )
@@ -237,7 +244,7 @@ def mine_hard_negatives(
         docs = documents_in_index_order(corpus, bm25)
         texts = [d.indexed_text(settings.include_title) for d in docs]
     retrieval = retrieval_settings(bm25)
-    settings = replace(settings, **retrieval)
+    settings = replace(settings, **{k: retrieval[k] for k in RETRIEVAL_FIELDS})
     t_index = time.perf_counter()
 
     position = {d.doc_id: i for i, d in enumerate(docs)}
