@@ -21,6 +21,7 @@ from bdnsca.evalrun.generate import GenerateResult, GenerateSettings, generate_r
 from bdnsca.evalrun.judge import JudgeResult, JudgeSettings, judge_run
 from bdnsca.retrieval.bm25 import build_index, search_run
 from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
+from bdnsca.retrieval.reranker import Reranker
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "MiningResult",
     "MiningSettings",
     "mine_hard_negatives",
+    "Reranker",
     "build_index",
     "search_run",
     "GenerateResult",

@@ -70,19 +70,51 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, no_title
 @click.option("--k", "-k", default=100, show_default=True, type=int, help="Documents per query.")
 @click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
 @click.option("--tag", default="bdnsca", show_default=True, help="Run tag (TREC column 6).")
-def search_cmd(index_path, queries, output, k, threads, tag) -> None:
+@click.option(
+    "--rerank",
+    "rerank_model",
+    default=None,
+    help="Re-score the BM25 top --rerank-depth with this cross-encoder (train-reranker's folder; offline).",
+)
+@click.option("--rerank-depth", default=100, show_default=True, type=int, help="BM25 documents re-scored.")
+@click.option("--rerank-batch-size", default=64, show_default=True, type=int)
+@click.option(
+    "--corpus",
+    "rerank_corpus",
+    type=click.Path(exists=True),
+    default=None,
+    help="The corpus the index was built from (document texts for --rerank).",
+)
+def search_cmd(
+    index_path, queries, output, k, threads, tag, rerank_model, rerank_depth, rerank_batch_size, rerank_corpus
+) -> None:
     """Search an index with every query and write a run.
 
     The run is streamed to the file batch by batch (written to a temporary file, renamed at the
     end). Each query's documents are in the order search ranks them: score descending, ties by
     document id descending (trec_eval's order, the one `evaluate` scores); scores are written
-    with full float32 precision."""
+    with full float32 precision. With --rerank, each query's BM25 top --rerank-depth is
+    re-scored by the cross-encoder (its raw scores) and the best min(k, depth) are written."""
     from bdnsca._core import BM25
     from bdnsca.data.io import read_queries
     from bdnsca.retrieval.bm25 import search_to_file
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
+    if rerank_model is not None:
+        _search_reranked(
+            index_path,
+            queries,
+            output,
+            k,
+            threads,
+            tag,
+            rerank_model,
+            rerank_depth,
+            rerank_batch_size,
+            rerank_corpus,
+        )
+        return
     con = _console()
     t0 = time.perf_counter()
     bm25 = BM25.load(index_path)
@@ -95,6 +127,45 @@ def search_cmd(index_path, queries, output, k, threads, tag) -> None:
     con.print(
         f"searched {summary.queries:,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
         + (f"; {summary.empty} queries had no known term" if summary.empty else "")
+    )
+
+
+def _search_reranked(index_path, queries, output, k, threads, tag, model, depth, batch_size, corpus) -> None:
+    """search --rerank: BM25 top-depth re-scored by a cross-encoder (bdnsca.retrieval.reranker)."""
+    import os
+
+    from bdnsca._core import BM25
+    from bdnsca.data.io import read_queries
+
+    if corpus is None:
+        raise click.UsageError("--rerank needs --corpus (the corpus the index was built from)")
+    if depth <= 0 or batch_size <= 0:
+        raise BdnscaError("--rerank-depth and --rerank-batch-size must be >= 1")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from bdnsca.retrieval.reranker import Reranker, rerank_search_to_file
+
+    con = _console()
+    t0 = time.perf_counter()
+    bm25 = BM25.load(index_path)
+    qs = read_queries(queries)
+    with con.status("loading the reranker"):
+        reranker = Reranker(model, corpus, batch_size=batch_size)
+    with _progress() as bar:
+        task = bar.add_task("searching + reranking", total=len(qs))
+        n, empty = rerank_search_to_file(
+            bm25,
+            qs,
+            output,
+            reranker,
+            k=k,
+            depth=depth,
+            threads=threads,
+            tag=tag,
+            progress=lambda m: bar.advance(task, m),
+        )
+    con.print(
+        f"searched and reranked {n:,} queries (depth {depth}, k={min(k, depth)}) -> {output} "
+        f"in {time.perf_counter() - t0:.2f}s" + (f"; {empty} queries had no known term" if empty else "")
     )
 
 
