@@ -172,7 +172,9 @@ BOUNDED = [f"{m}@{k}" for m in ("ndcg", "ndcg_exp", "recall", "precision", "hit"
 BOUNDED += ["map", "mrr", "ndcg", "r-precision"]
 
 
-@settings(max_examples=150, deadline=None)
+# Few, fixed examples: pytrec_eval itself can hang after ~100-170 evaluator calls in one process
+# (reproduced with pytrec_eval alone), and each example makes four.
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(case=qrels_and_run())
 def test_random_runs_equal_pytrec_eval(case):
     qrels, run = case
