@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import unicodedata
 
 import numpy as np
 import pytest
@@ -165,7 +166,17 @@ def test_bm25s_pattern_yields_bm25s_tokens_on_cranfield(cranfield):
 _TRICKY = "ΣσςΟΔİIıiAaÉé\u0301\u0307\u0345ǅΆ_ 1.'-\u00aa\u2160\u0660\u3007ⅰ"
 
 
+# The \w tables of pattern="bm25s" come from one Python's Unicode database (rust/src/pyunicode.rs);
+# another Unicode version classifies the characters it added differently.
+_TABLE_UNICODE = "14.0.0"
+
+
 @needs_bm25s
+@pytest.mark.skipif(
+    unicodedata.unidata_version != _TABLE_UNICODE,
+    reason=f"the bm25s pattern's tables follow Unicode {_TABLE_UNICODE} (Python 3.11); this Python has "
+    f"{unicodedata.unidata_version}: regenerate them with rust/tools/gen_pyunicode.py",
+)
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.text(alphabet=st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(_TRICKY))))
@@ -216,3 +227,40 @@ def test_search_order_is_trec_evals_order():
             ev = pytrec_eval.RelevanceEvaluator({"q": {doc: 1}}, {"recip_rank"})
             assert ev.evaluate(run)["q"]["recip_rank"] == pytest.approx(1 / (r + 1)), (r, doc)
     assert tied > 100
+
+
+@needs_bm25s
+def test_index_command_with_the_bm25s_pattern_scores_like_bm25s(tmp_path):
+    """A CLI user moving from bm25s: `bdnsca index --pattern bm25s --stopwords en` gives
+    bm25s's scores from raw text (one-letter tokens such as "c" or "3" are dropped as bm25s does)."""
+    import json
+    import subprocess
+    import sys
+
+    texts = _english(random.Random(5), 60)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"doc_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    index = tmp_path / "i.idx"
+    args = [
+        "index",
+        "--corpus",
+        corpus,
+        "-o",
+        index,
+        "--method",
+        "lucene",
+        "--pattern",
+        "bm25s",
+        "--stopwords",
+        "en",
+    ]
+    r = subprocess.run([sys.executable, "-m", "bdnsca.cli", *map(str, args)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ours = bdnsca.BM25.load(index)
+    assert ours.tokenizer.pattern == "bm25s"
+    ref = bm25s.BM25(method="lucene", k1=1.5, b=0.75)
+    ref.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    for query in ("boundary layer c 3", "heat transfer of wings", "the mach"):
+        q_tokens = _bm25s_tokens([query], stopwords="en")[0]
+        want = ref.get_scores(q_tokens) if q_tokens else np.zeros(len(texts))
+        np.testing.assert_allclose(ours.get_scores(query), want, rtol=1e-6, atol=1e-6)

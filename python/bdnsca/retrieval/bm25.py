@@ -12,9 +12,11 @@ from bdnsca.errors import BdnscaError
 
 
 def make_tokenizer(
-    stopwords: str | None = None, stemmer: str | None = None, lowercase: bool = True
+    stopwords: str | None = None, stemmer: str | None = None, lowercase: bool = True, pattern: str = "alnum"
 ) -> Tokenizer:
-    return Tokenizer(lowercase=lowercase, stopwords=stopwords, stemmer=stemmer)
+    """The tokenizer ``bdnsca index`` builds: ``pattern="bm25s"`` with ``stopwords="en"`` gives
+    exactly ``bm25s.tokenize``'s tokens."""
+    return Tokenizer(lowercase=lowercase, stopwords=stopwords, stemmer=stemmer, pattern=pattern)
 
 
 def build_index(
