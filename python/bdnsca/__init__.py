@@ -20,6 +20,7 @@ from bdnsca.eval.metrics import bootstrap_ci, evaluate
 from bdnsca.evalrun.generate import GenerateResult, GenerateSettings, generate_run
 from bdnsca.evalrun.judge import JudgeResult, JudgeSettings, judge_run
 from bdnsca.retrieval.bm25 import build_index, search_run
+from bdnsca.retrieval.fusion import fuse
 from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives
 from bdnsca.retrieval.reranker import Reranker
 
@@ -51,6 +52,7 @@ __all__ = [
     "MiningSettings",
     "mine_hard_negatives",
     "Reranker",
+    "fuse",
     "build_index",
     "search_run",
     "GenerateResult",

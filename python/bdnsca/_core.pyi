@@ -322,3 +322,45 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 def student_t_two_sided(t: float, df: float) -> float:
     """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom."""
+
+def fuse(
+    runs: Sequence[dict[str, dict[str, float]]],
+    method: str = "rrf",
+    k: int = 60,
+    norm: str | None = "min-max",
+    threads: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Fuse runs ``{query_id: {doc_id: score}}`` (see ``bdnsca.fuse``): ``method`` rrf, combsum,
+    combmnz, combanz, combmax, combmin, combmed (or ranx's sum, mnz, ...); ``norm`` min-max,
+    zmuv (z-score), max, sum or none. Scores equal ranx's ``fuse``. In parallel over queries
+    with the GIL released. Raises BdnscaError for a non-finite score (naming run index, query
+    and document), an unknown method or norm, k < 0 or no runs; TypeError for malformed runs."""
+
+class DenseIndex:
+    """Exact dense retrieval over document embeddings: one float32 row per document, copied
+    into Rust (MemoryError when it does not fit); ``normalize`` scales rows to unit length, so
+    scores are cosines. Ranking: score descending (float32), ties by document id descending
+    (UTF-8 bytes). Raises BdnscaError for no rows, a non-finite value (naming the document),
+    duplicate ids or a row/id count mismatch."""
+
+    def __init__(
+        self, embeddings: npt.NDArray[np.float32], ids: Sequence[str], *, normalize: bool = True
+    ) -> None: ...
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        *,
+        normalize: bool = True,
+        threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Top-k document positions and dot-product scores, each ``(n_queries, min(k, n_docs))``,
+        rows best first; the GIL released, tiles in parallel. BdnscaError for k < 1, a
+        dimension mismatch or a non-finite query value."""
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def n_docs(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    def __len__(self) -> int: ...

@@ -1,7 +1,9 @@
 //! bdnsca's Rust core: BM25 retrieval, hard-negative mining, IR metrics and Pareto
 //! frontiers. The core knows nothing of Python; `python/` is the thin binding.
 
+pub mod dense;
 pub mod error;
+pub mod fusion;
 pub mod index;
 pub mod metrics;
 pub mod mining;

@@ -1,4 +1,4 @@
-"""Retrieval commands: ``index``, ``search``, ``evaluate``, ``mine-negatives``.
+"""Retrieval commands: ``index``, ``search``, ``encode``, ``evaluate``, ``mine-negatives``.
 
 Longer than our ~450-line guide: it is mostly click option declarations of commands that share
 readers; the logic each command runs lives in the retrieval and eval packages."""
@@ -68,7 +68,12 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, pattern,
 
 
 @cli.command("search", context_settings=CONTEXT)
-@click.option("--index", "index_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="BM25 index file (required unless --dense alone).",
+)
 @click.option(
     "--queries", required=True, type=click.Path(exists=True), help="Gold JSONL, BEIR queries or folder."
 )
@@ -93,8 +98,48 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, pattern,
     default=None,
     help="The corpus the index was built from (document texts for --rerank).",
 )
+@click.option(
+    "--dense",
+    "dense_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Embeddings file (bdnsca encode): exact dense top-k by cosine, alone or with --hybrid.",
+)
+@click.option(
+    "--dense-model",
+    default=None,
+    help="Query encoder: the model --dense was encoded with (default: the packaged MiniLM).",
+)
+@click.option(
+    "--hybrid",
+    type=click.Choice(["rrf", "combsum", "combmnz"]),
+    default=None,
+    help="Fuse the BM25 (--index) and dense (--dense) top-k with this method.",
+)
+@click.option("--rrf-k", default=60, show_default=True, type=int, help="RRF's constant (--hybrid rrf).")
+@click.option(
+    "--fusion-norm",
+    type=click.Choice(["min-max", "zmuv", "none"]),
+    default="min-max",
+    show_default=True,
+    help="Score normalisation before --hybrid combsum/combmnz.",
+)
 def search_cmd(
-    index_path, queries, output, k, threads, tag, rerank_model, rerank_depth, rerank_batch_size, rerank_corpus
+    index_path,
+    queries,
+    output,
+    k,
+    threads,
+    tag,
+    rerank_model,
+    rerank_depth,
+    rerank_batch_size,
+    rerank_corpus,
+    dense_path=None,
+    dense_model=None,
+    hybrid=None,
+    rrf_k=60,
+    fusion_norm="min-max",
 ) -> None:
     """Search an index with every query and write a run.
 
@@ -109,6 +154,15 @@ def search_cmd(
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
+    if dense_path is not None or hybrid is not None:
+        if rerank_model is not None:
+            raise click.UsageError("--rerank applies to BM25 search; it cannot be combined with --dense yet")
+        _search_dense(
+            index_path, queries, output, k, threads, tag, dense_path, dense_model, hybrid, rrf_k, fusion_norm
+        )
+        return
+    if index_path is None:
+        raise click.UsageError("--index is required (or --dense EMB for dense search alone)")
     if rerank_model is not None:
         _search_reranked(
             index_path,
@@ -174,6 +228,88 @@ def _search_reranked(index_path, queries, output, k, threads, tag, model, depth,
     con.print(
         f"searched and reranked {n:,} queries (depth {depth}, k={min(k, depth)}) -> {output} "
         f"in {time.perf_counter() - t0:.2f}s" + (f"; {empty} queries had no known term" if empty else "")
+    )
+
+
+def _search_dense(
+    index_path, queries, output, k, threads, tag, dense_path, model, hybrid, rrf_k, norm
+) -> None:
+    """search --dense [--hybrid]: exact dense top-k, or fused with BM25 (bdnsca.retrieval.dense)."""
+    from bdnsca._core import BM25
+    from bdnsca.data.io import read_queries
+    from bdnsca.retrieval import dense
+
+    if dense_path is None:
+        raise click.UsageError("--hybrid needs --dense EMB (and --index)")
+    if hybrid is None and index_path is not None:
+        raise click.UsageError("--index with --dense needs --hybrid rrf|combsum|combmnz")
+    if hybrid is not None and index_path is None:
+        raise click.UsageError("--hybrid needs --index (the BM25 side)")
+    con = _console()
+    t0 = time.perf_counter()
+    emb = dense.read_embeddings(dense_path)
+    bm25 = BM25.load(index_path) if index_path is not None else None
+    if bm25 is not None:
+        dense.check_same_ids(emb.ids, bm25.ids, dense_path)
+    sha = dense.check_model(emb, model, dense_path)
+    with con.status("loading the encoder"):
+        encoder = dense.Encoder(model, sha256=sha)
+    qs = read_queries(queries)
+    index = dense.dense_index(emb)
+    del emb
+    with _progress() as bar:
+        task = bar.add_task("searching", total=len(qs))
+        summary = dense.search_to_file(
+            index,
+            encoder,
+            qs,
+            output,
+            k=k,
+            bm25=bm25,
+            hybrid=hybrid,
+            rrf_k=rrf_k,
+            norm=norm,
+            threads=threads,
+            tag=tag,
+            progress=lambda n: bar.advance(task, n),
+        )
+    what = f"hybrid ({hybrid})" if hybrid else "dense"
+    con.print(
+        f"{what}: searched {summary.queries:,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
+    )
+
+
+@cli.command("encode", context_settings=CONTEXT)
+@click.option("--corpus", required=True, type=click.Path(exists=True), help="Corpus JSONL or BEIR folder.")
+@click.option("--model", default=None, help="Bi-encoder folder or cached id (default: packaged MiniLM).")
+@click.option(
+    "--output", "-o", required=True, type=click.Path(dir_okay=False), help="Embeddings file (.npz)."
+)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--no-title", is_flag=True, help="Encode the text alone, not title + text.")
+@click.option("--dedupe", is_flag=True, help="Drop documents whose id was seen before (else an error).")
+@click.option("--device", default=None, help="torch device (default: CUDA when available, else CPU).")
+def encode_cmd(corpus, model, output, batch_size, no_title, dedupe, device) -> None:
+    """Encode a corpus with a bi-encoder for `search --dense` (ids, model and corpus SHA-256 kept)."""
+    from bdnsca.retrieval.dense import encode_corpus
+
+    con = _console()
+    t0 = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("encoding", total=None)
+        emb = encode_corpus(
+            corpus,
+            output,
+            model=model,
+            batch_size=batch_size,
+            include_title=not no_title,
+            dedupe=dedupe,
+            device=device,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    con.print(
+        f"encoded {len(emb.ids):,} documents ({emb.matrix.shape[1]} dimensions, {emb.meta['model']}) "
+        f"-> {output} in {time.perf_counter() - t0:.2f}s"
     )
 
 

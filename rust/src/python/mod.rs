@@ -6,7 +6,9 @@
 
 mod bm25;
 mod convert;
+mod dense;
 mod errors;
+mod fusion;
 mod metrics;
 mod mining;
 mod pareto;
@@ -22,9 +24,11 @@ use crate::{persist, tokenizer as core_tokenizer};
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tokenizer::Tokenizer>()?;
     m.add_class::<bm25::Bm25>()?;
+    m.add_class::<dense::DenseIndex>()?;
     m.add_class::<mining::DocTexts>()?;
     m.add_class::<mining::MiningParams>()?;
     m.add_class::<mining::MiningOutput>()?;
+    m.add_function(wrap_pyfunction!(fusion::fuse, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::evaluate_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(mining::mine, m)?)?;
     m.add_function(wrap_pyfunction!(pareto::pareto_frontier, m)?)?;
