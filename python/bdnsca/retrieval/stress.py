@@ -192,13 +192,27 @@ def _bm25_scored(
     }
 
 
+def _memo(retriever: Retriever) -> Retriever:
+    """The retriever, computing each (queries, documents) input once: a reranker on top of it
+    and the run without one share the first stage."""
+    cache: dict[tuple, dict[str, list[str]]] = {}
+
+    def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
+        key = (tuple((q.query_id, q.text) for q in queries), tuple((d, v.text) for d, v in docs.items()))
+        if key not in cache:
+            cache[key] = retriever(queries, docs)
+        return {q: list(r) for q, r in cache[key].items()}
+
+    return run
+
+
 def bm25_retriever(depth: int) -> Retriever:
     """BM25 (lucene, bdnsca index's tokenizer) over the mixed corpus, top ``depth``."""
 
     def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
         return {q: list(r) for q, r in _bm25_scored(queries, docs, depth).items()}
 
-    return run
+    return _memo(run)
 
 
 def hybrid_retriever(depth: int, method: str = "rrf", model: Any = None) -> Retriever:
@@ -235,7 +249,7 @@ def hybrid_retriever(depth: int, method: str = "rrf", model: Any = None) -> Retr
             out[qid] = order[:depth]
         return out
 
-    return run
+    return _memo(run)
 
 
 def reranked(retriever: Retriever, model: Any, depth: int, batch_size: int = 64) -> Retriever:
