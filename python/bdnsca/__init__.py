@@ -17,6 +17,7 @@ from bdnsca.errors import BdnscaError, DataError, IndexFileError
 from bdnsca.eval.compare import CompareResult, compare
 from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
 from bdnsca.eval.metrics import bootstrap_ci, evaluate
+from bdnsca.eval.scoring import ScoreRunResult, ScoringConfig, score_run
 from bdnsca.evalrun.generate import GenerateResult, GenerateSettings, generate_run
 from bdnsca.evalrun.judge import JudgeResult, JudgeSettings, judge_run
 from bdnsca.retrieval.bm25 import build_index, search_run
@@ -48,6 +49,9 @@ __all__ = [
     "CompareResult",
     "frontier_ratio",
     "pareto_frontier",
+    "ScoreRunResult",
+    "ScoringConfig",
+    "score_run",
     "MiningResult",
     "MiningSettings",
     "mine_hard_negatives",

@@ -5,6 +5,7 @@ pub mod dense;
 pub mod error;
 pub mod fusion;
 pub mod index;
+pub mod lexical;
 pub mod metrics;
 pub mod mining;
 pub mod neardup;

@@ -9,6 +9,7 @@ mod convert;
 mod dense;
 mod errors;
 mod fusion;
+mod lexical;
 mod metrics;
 mod mining;
 mod pareto;
@@ -31,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fusion::fuse, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::evaluate_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(mining::mine, m)?)?;
+    m.add_function(wrap_pyfunction!(lexical::lexical_stats, m)?)?;
     m.add_function(wrap_pyfunction!(pareto::pareto_frontier, m)?)?;
     m.add_function(wrap_pyfunction!(pareto::frontier_ratio, m)?)?;
     m.add_function(wrap_pyfunction!(stats::compare_pairs, m)?)?;
