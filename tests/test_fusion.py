@@ -220,3 +220,33 @@ def test_empty_queries_equal_ranx_min_max(ranx):
     runs = random_runs(rng, 3, 8, ties=True, min_docs=0)
     for method, ranx_method in METHODS:
         assert bdnsca.fuse(runs, method=method) == ranx_fuse(ranx, runs, ranx_method, "min-max")
+
+
+def test_many_queries_across_batches_equal_ranx(ranx):
+    """More queries than one batch of the pipeline (256), queries in different orders per run."""
+    rng = random.Random(21)
+    runs = random_runs(rng, 3, 700, ties=True)
+    runs[1] = dict(reversed(list(runs[1].items())))
+    for method, ranx_method in [("rrf", "rrf"), ("combmnz", "mnz")]:
+        ours = bdnsca.fuse(runs, method=method, threads=1)
+        assert list(ours) == list(runs[0])
+        assert ours == ranx_fuse(ranx, runs, ranx_method, "min-max")
+
+
+def test_error_in_a_later_batch_is_reported():
+    runs = [{f"q{i}": {"a": 1.0, "b": 2.0} for i in range(900)} for _ in range(2)]
+    runs[1]["q777"]["b"] = math.nan
+    with pytest.raises(BdnscaError, match=r"run 1, query .q777., document .b."):
+        bdnsca.fuse(runs, method="combsum")
+
+
+def test_other_number_and_str_types_take_the_general_path():
+    import numpy as np
+
+    class Id(str):
+        pass
+
+    plain = [{"q": {"a": 3.0, "b": 1.0, "c": 2.0}}, {"q": {"b": 5.0, "d": 0.0}}]
+    mixed = [{"q": {Id("a"): 3, "b": np.float64(1.0), "c": np.float32(2.0)}}, {"q": {"b": 5, "d": False}}]
+    for method in ["rrf", "combsum", "combmnz"]:
+        assert bdnsca.fuse(mixed, method=method) == bdnsca.fuse(plain, method=method)

@@ -25,8 +25,6 @@
 //!
 //! Past the ~450-line guide only by its unit tests, kept beside the code they check.
 
-use std::cmp::Ordering;
-
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
@@ -110,11 +108,38 @@ pub struct Fused {
 /// The floor ranx puts under every normalisation's denominator.
 const EPS: f64 = 1e-9;
 
-/// `a` ranks before `b` under the tie rule: score descending, then id descending by bytes.
+/// An integer that sorts ascending as `s` sorts descending in IEEE total order.
 #[inline]
-fn order(a: (&str, f64), b: (&str, f64)) -> Ordering {
-    b.1.total_cmp(&a.1)
-        .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
+fn descending_key(s: f64) -> u64 {
+    let bits = s.to_bits() as i64;
+    let total = bits ^ ((((bits >> 63) as u64) >> 1) as i64); // f64::total_cmp's key
+    !((total as u64) ^ (1 << 63))
+}
+
+/// Positions `0..scores.len()` in the tie rule's order: score descending, then id
+/// (`id(i)`) descending by bytes. Sorts integer keys, then only the runs of equal
+/// scores by id.
+fn rank_by_rule<'a>(scores: &[f64], id: impl Fn(usize) -> &'a str) -> Vec<usize> {
+    let mut keys: Vec<(u64, u32)> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (descending_key(s), i as u32))
+        .collect();
+    keys.sort_unstable();
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = start + 1;
+        while end < keys.len() && keys[end].0 == keys[start].0 {
+            end += 1;
+        }
+        if end - start > 1 {
+            keys[start..end].sort_unstable_by(|a, b| {
+                id(b.1 as usize).as_bytes().cmp(id(a.1 as usize).as_bytes())
+            });
+        }
+        start = end;
+    }
+    keys.into_iter().map(|(_, i)| i as usize).collect()
 }
 
 fn check_list(run: usize, query: &str, list: &[(&str, f64)]) -> Result<()> {
@@ -188,8 +213,8 @@ pub fn fuse_query(query: &str, lists: &[&[(&str, f64)]], p: &FuseParams) -> Resu
     let mut per_run: Vec<Vec<(usize, f64)>> = Vec::with_capacity(n_runs);
     for (r, list) in lists.iter().enumerate() {
         check_list(r, query, list)?;
-        let mut ranked: Vec<usize> = (0..list.len()).collect();
-        ranked.sort_unstable_by(|&a, &b| order(list[a], list[b]));
+        let raw: Vec<f64> = list.iter().map(|e| e.1).collect();
+        let ranked = rank_by_rule(&raw, |i| list[i].0);
         let values: Vec<f64> = ranked.iter().map(|&i| list[i].1).collect();
         let scores = match p.method {
             Method::Rrf => (0..ranked.len())
@@ -225,7 +250,7 @@ pub fn fuse_query(query: &str, lists: &[&[(&str, f64)]], p: &FuseParams) -> Resu
         }
     }
     let mut present: Vec<f64> = Vec::with_capacity(n_runs);
-    let mut out: Vec<Fused> = (0..n_docs)
+    let out: Vec<Fused> = (0..n_docs)
         .map(|slot| {
             let row = &table[slot * n_runs..(slot + 1) * n_runs];
             let score = match p.method {
@@ -276,13 +301,9 @@ pub fn fuse_query(query: &str, lists: &[&[(&str, f64)]], p: &FuseParams) -> Resu
             Fused { run, pos, score }
         })
         .collect();
-    out.sort_unstable_by(|a, b| {
-        order(
-            (lists[a.run][a.pos].0, a.score),
-            (lists[b.run][b.pos].0, b.score),
-        )
-    });
-    Ok(out)
+    let fused: Vec<f64> = out.iter().map(|f| f.score).collect();
+    let order = rank_by_rule(&fused, |i| lists[out[i].run][out[i].pos].0);
+    Ok(order.into_iter().map(|i| out[i]).collect())
 }
 
 /// One query of [`fuse`]: its id and one list per run.
@@ -317,6 +338,37 @@ mod tests {
         out.iter()
             .map(|f| (lists[f.run][f.pos].0, f.score))
             .collect()
+    }
+
+    #[test]
+    fn descending_key_orders_as_total_cmp_reversed() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.0,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.0,
+            2.5,
+            1e300,
+            f64::INFINITY,
+        ];
+        for a in xs {
+            for b in xs {
+                assert_eq!(
+                    descending_key(a).cmp(&descending_key(b)),
+                    b.total_cmp(&a),
+                    "{a} vs {b}"
+                );
+            }
+        }
+        let ids = ["b", "a", "c", "a2"];
+        assert_eq!(
+            rank_by_rule(&[1.0, 1.0, 0.5, 2.0], |i| ids[i]),
+            vec![3, 0, 1, 2]
+        );
     }
 
     #[test]
