@@ -223,3 +223,25 @@ def test_embeddings_of_another_model_or_corpus_are_refused(encoded):
     r = bdnsca_cli("search", "--dense", d / "junk.npz", "--queries", GOLD, "-o", d / "x.trec")
     assert r.returncode == 1 and "not an embeddings file" in r.stderr
     assert not (d / "x.trec").exists()
+
+
+@pytest.mark.slow
+def test_python_api_equals_the_cli_run(encoded, tmp_path):
+    """search_run in this process and search --dense in another give the same ranking."""
+    from bdnsca.retrieval.dense import Encoder, dense_index, read_embeddings, search_run
+
+    lines = GOLD.read_text(encoding="utf-8").splitlines()[:6]
+    gold = tmp_path / "gold6.jsonl"
+    gold.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = bdnsca_cli(
+        "search", "--dense", encoded / "emb.npz", "--queries", gold, "-o", tmp_path / "d.jsonl", "-k", 7
+    )
+    assert r.returncode == 0, r.stderr
+    cli_run = bdnsca.read_run(tmp_path / "d.jsonl")
+    enc = Encoder()
+    assert enc.encode([]).shape == (0, 384)
+    ours = search_run(dense_index(read_embeddings(encoded / "emb.npz")), enc, bdnsca.read_queries(gold), k=7)
+    assert list(ours) == list(cli_run)
+    for q in ours:
+        assert list(ours[q]) == list(cli_run[q])
+        assert [np.float32(s) for s in ours[q].values()] == [np.float32(s) for s in cli_run[q].values()]

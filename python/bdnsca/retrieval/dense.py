@@ -130,7 +130,9 @@ class Encoder:
             if progress is not None:
                 progress(len(part))
         if not parts:
-            dim = self.model.get_sentence_embedding_dimension() or 0
+            # sentence-transformers 6 renamed get_sentence_embedding_dimension
+            get_dim = getattr(self.model, "get_embedding_dimension", None)
+            dim = (get_dim() if get_dim else self.model.get_sentence_embedding_dimension()) or 0
             return np.empty((0, dim), dtype=np.float32)
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
