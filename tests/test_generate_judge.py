@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from bdnsca.errors import BdnscaError
-from bdnsca.evalrun.generate import TIMING_FIELDS, generate_run
-from bdnsca.evalrun.judge import judge_run
-from bdnsca.evalrun.judge_llm import FunctionJudge, JudgeRequest
-from bdnsca.evalrun.judge_prompts import METRICS
-from bdnsca.evalrun.scenarios import PromptTemplate, game_state_lines
+from bdnsca.eval.generate import TIMING_FIELDS, generate_run
+from bdnsca.eval.judge import judge_run
+from bdnsca.eval.judge_llm import FunctionJudge, JudgeRequest
+from bdnsca.eval.judge_prompts import METRICS
+from bdnsca.eval.scenarios import PromptTemplate, game_state_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "retrieval_corpus_wide.jsonl"
@@ -73,7 +73,7 @@ def _strip(row: dict) -> dict:
 
 def test_default_template_renders_a_hand_written_prompt():
     s = {"persona": "P.", "dynamic_context": "A=1; B=x; y=2", "player_input": "Hi?"}
-    from bdnsca.evalrun.scenarios import Passage
+    from bdnsca.eval.scenarios import Passage
 
     got = PromptTemplate.load(None).render(s, True, [Passage("d1", "T", "some  text\nhere")])
     assert got == (
@@ -576,7 +576,7 @@ def test_generate_cli_needs_inputs_and_resume_takes_none(tmp_path):
 
 def test_an_interrupted_responses_file_is_read_back_whole(tmp_path):
     from bdnsca.errors import DataError
-    from bdnsca.evalrun.generate import _read_partial
+    from bdnsca.eval.generate import _read_partial
 
     f = tmp_path / "arm.jsonl"
     f.write_text('{"request_index": 1}\n{"request_index": 2}')  # the last row complete, its newline not
@@ -609,7 +609,7 @@ def test_an_interrupted_responses_file_is_read_back_whole(tmp_path):
     ],
 )
 def test_arms_file_errors(tmp_path, body, message):
-    from bdnsca.evalrun.arms import read_arms
+    from bdnsca.eval.arms import read_arms
 
     (tmp_path / "arms.toml").write_text(body, encoding="utf-8")
     with pytest.raises(BdnscaError, match=message):
@@ -617,7 +617,7 @@ def test_arms_file_errors(tmp_path, body, message):
 
 
 def test_arms_file_paths_are_relative_to_it(tmp_path):
-    from bdnsca.evalrun.arms import read_arms
+    from bdnsca.eval.arms import read_arms
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "arms.toml").write_text(

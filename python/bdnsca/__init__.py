@@ -16,10 +16,10 @@ from bdnsca.data.io import (
 from bdnsca.errors import BdnscaError, DataError, IndexFileError
 from bdnsca.eval.compare import CompareResult, compare
 from bdnsca.eval.frontier import frontier_ratio, pareto_frontier
+from bdnsca.eval.generate import GenerateResult, GenerateSettings, generate_run
+from bdnsca.eval.judge import JudgeResult, JudgeSettings, judge_run
 from bdnsca.eval.metrics import bootstrap_ci, evaluate
 from bdnsca.eval.scoring import ScoreRunResult, ScoringConfig, score_run
-from bdnsca.evalrun.generate import GenerateResult, GenerateSettings, generate_run
-from bdnsca.evalrun.judge import JudgeResult, JudgeSettings, judge_run
 from bdnsca.retrieval.bm25 import build_index, search_run
 from bdnsca.retrieval.fusion import fuse
 from bdnsca.retrieval.mining import MiningResult, MiningSettings, mine_hard_negatives

@@ -46,7 +46,7 @@ def _bar():
 def generate_cmd(scenarios, arms_file, output_root, resume, **settings) -> None:
     """Generate one response per arm, scenario and repeat on local GGUF models (llama.cpp) into
     OUTPUT_ROOT/<UTC stamp>/: run_config.json, scenarios.jsonl, responses/ARM.jsonl."""
-    from bdnsca.evalrun.generate import GenerateSettings, generate_run
+    from bdnsca.eval.generate import GenerateSettings, generate_run
 
     ctx = click.get_current_context()
     if resume:
@@ -115,7 +115,7 @@ def judge_cmd(run_dir, judges, temperatures, arms, **kwargs) -> None:
     """Judge a run's responses blind with local GGUF models: pointwise 1-5 ratings and/or pairwise
     A/B/tie in both orders. Writes judge_ratings.csv, judge_pairwise.csv, judge_requests.jsonl and
     judge_summary.json into the run folder."""
-    from bdnsca.evalrun.judge import JudgeSettings, judge_run
+    from bdnsca.eval.judge import JudgeSettings, judge_run
 
     try:
         temps = [float(t) for t in _csv(temperatures)]

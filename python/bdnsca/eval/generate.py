@@ -28,8 +28,8 @@ from typing import Any
 
 from bdnsca.data.io import file_sha256, write_json, write_jsonl
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.evalrun.arms import ArmSpec, read_arms
-from bdnsca.evalrun.requests import (
+from bdnsca.eval.arms import ArmSpec, read_arms
+from bdnsca.eval.requests import (
     TIMING_FIELDS,
     Request,
     clean_response,
@@ -38,7 +38,7 @@ from bdnsca.evalrun.requests import (
     plan_requests,
     run_one,
 )
-from bdnsca.evalrun.scenarios import read_scenario_file
+from bdnsca.eval.scenarios import read_scenario_file
 
 INCOMPLETE = ".incomplete"
 

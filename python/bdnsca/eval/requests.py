@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bdnsca.errors import BdnscaError
-from bdnsca.evalrun.arms import ArmSpec, check_arm_inputs
-from bdnsca.evalrun.scenarios import PromptTemplate
+from bdnsca.eval.arms import ArmSpec, check_arm_inputs
+from bdnsca.eval.scenarios import PromptTemplate
 
 if TYPE_CHECKING:
-    from bdnsca.evalrun.generate import GenerateSettings
+    from bdnsca.eval.generate import GenerateSettings
 
 TIMING_FIELDS = ("total_duration_ns", "prompt_eval_duration_ns", "eval_duration_ns")
 """Row fields that measure time and so differ between otherwise identical runs."""

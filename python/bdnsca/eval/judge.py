@@ -1,7 +1,7 @@
 """``bdnsca judge``: a blind LLM-as-judge over a run folder's responses.
 
 Each judge model at each temperature is one annotator (``<judge>__t<temperature>``). Pointwise,
-every (scenario, arm) response is rated 1-5 on :data:`~bdnsca.evalrun.judge_prompts.METRICS`;
+every (scenario, arm) response is rated 1-5 on :data:`~bdnsca.eval.judge_prompts.METRICS`;
 pairwise, every pair of arms is compared per metric as A / B / tie, in both orders (which order
 comes first is drawn per scenario, pair and annotator from the seed). Answers are JSON
 constrained by a schema; one that still does not parse is asked again (``retries`` times, with
@@ -12,7 +12,7 @@ Writes into the run folder: ``judge_ratings.csv`` (``scenario_id, arm_id, annota
 the gate read; in ``pairwise`` mode each arm's soft win share against the other arms of the
 scenario, mapped onto 1-5 as ``1 + 4 * share``), ``judge_pairwise.csv`` (each pair's verdict per
 order and the final one), ``judge_requests.jsonl`` (every prompt sent and raw answer) and
-``judge_summary.json`` (:mod:`~bdnsca.evalrun.judge_stats`).
+``judge_summary.json`` (:mod:`~bdnsca.eval.judge_stats`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from typing import Any
 from bdnsca.data.io import atomic_write, file_sha256, write_json, write_jsonl
 from bdnsca.data.run_folders import read_responses, read_run_config, read_scenarios, run_arms
 from bdnsca.errors import BdnscaError
-from bdnsca.evalrun import judge_stats
-from bdnsca.evalrun.judge_llm import Judge, JudgeRequest, LlamaJudge, check_judge_model, judge_labels
-from bdnsca.evalrun.judge_prompts import (
+from bdnsca.eval import judge_stats
+from bdnsca.eval.judge_llm import Judge, JudgeRequest, LlamaJudge, check_judge_model, judge_labels
+from bdnsca.eval.judge_prompts import (
     METRICS,
     Redactor,
     answer_schema,
@@ -103,7 +103,7 @@ def judge_run(
     **overrides: Any,
 ) -> JudgeResult:
     """Judges a run folder (see the module docstring). ``judges`` are GGUF paths or objects
-    with a ``name`` and ``complete(request) -> str`` (:class:`~bdnsca.evalrun.judge_llm.Judge`).
+    with a ``name`` and ``complete(request) -> str`` (:class:`~bdnsca.eval.judge_llm.Judge`).
     Everything that can be wrong (no responses, unknown arms, a judge that cannot load) is an
     error before the first judgement."""
     s = settings or JudgeSettings()

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bdnsca.evalrun.judge_prompts import METRICS
+from bdnsca.eval.judge_prompts import METRICS
 from bdnsca.prefs.agreement import krippendorff_alpha_ordinal
 
 BOOTSTRAP = 2000

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bdnsca.errors import BdnscaError
-from bdnsca.evalrun.scenarios import Passage
+from bdnsca.eval.scenarios import Passage
 
 ARM_KEYS = {"model", "include_dynamic_context", "retrieval", "speculative", "chat", "prompt_template"}
 RETRIEVAL_KEYS = {"index", "corpus", "k", "reranker"}

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bdnsca.evalrun.scenarios import game_state_lines
+from bdnsca.eval.scenarios import game_state_lines
 
 METRICS = ("context_relevance", "persona_consistency", "naturalness", "overall_quality")
 VERDICTS = ("A", "B", "tie")
