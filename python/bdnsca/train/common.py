@@ -1,5 +1,9 @@
-"""What every trainer shares: the base model (optionally NF4-quantised), LoRA targets, metrics
-made JSON-safe, training curves, model folders saved whole, and merging a LoRA adapter.
+"""What every trainer shares: the options (``TrainingOptions``: model, output, steps, LoRA,
+quantisation, eval split, resume), the base model (optionally NF4-quantised), LoRA targets, the
+trl arguments built from the options, the run loop (resume, NaN watch, metrics, curves, the
+output folder saved whole), and merging a LoRA adapter. ``train-dpo`` and ``train-sft`` both run
+through ``run_training``. The module runs past 450 lines because it is the one place all the
+trainers share (the brief asks for one common module, not copies).
 
 A saved model or adapter folder is built complete in a sibling staging folder and put in place
 with one rename (an atomic exchange where Linux offers it), so a reader sees the old folder or
@@ -18,12 +22,16 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bdnsca.data.io import write_json
 from bdnsca.errors import BdnscaError
 
 QUANTIZATIONS = ("auto", "4bit", "none")
+# Logged values that, when NaN or infinite, mean training diverged.
+DIVERGENCE_KEYS = ("loss", "grad_norm", "eval_loss")
 
 # A folder holding one of these is a model, adapter or training output that a save may replace.
 MODEL_MARKERS = frozenset(
@@ -324,3 +332,205 @@ def merge_adapter(base_model: str, adapter: str, output_dir: str) -> str:
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     save_pretrained_folder(output_dir, merged, AutoTokenizer.from_pretrained(adapter))
     return str(output_dir)
+
+
+# ----------------------------------------------------------------------------- options and the run loop
+
+
+class TrainingDiverged(BdnscaError):
+    """The loss or gradient norm became NaN or infinite; ``metrics.json`` says where."""
+
+
+@dataclass
+class TrainingOptions:
+    """The options every trainer (``train-dpo``, ``train-sft``) takes, one to one with the CLI's
+    shared flags; each trainer's config extends it and is written whole next to its output."""
+
+    dataset: str | None
+    base_model: str
+    output_dir: str
+    learning_rate: float = 5e-5
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    seed: int = 0
+    eval_dataset: str | None = None
+    eval_fraction: float = 0.0
+    """Scenarios held out (``metadata.scenario_id``; the prompt text where a row has none)."""
+    resume: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    quantization: str = "auto"
+    """auto: NF4 4-bit (QLoRA) when CUDA is present, else none; 4bit without CUDA is an error."""
+    logging_steps: int = 1
+    eval_steps: int | None = None
+    save_steps: int = 25
+
+    def validate(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise BdnscaError(f"quantization must be auto, 4bit or none, got {self.quantization!r}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise BdnscaError(f"eval fraction must lie in [0, 1), got {self.eval_fraction}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise BdnscaError("batch size and gradient accumulation must be >= 1")
+        if self.max_length < 2:
+            raise BdnscaError(f"max length must be at least 2, got {self.max_length}")
+        if self.logging_steps < 1 or self.save_steps < 1:
+            raise BdnscaError("logging and save steps must be >= 1")
+
+
+def training_arguments(
+    opts: TrainingOptions, workdir: str | os.PathLike[str], has_eval: bool
+) -> dict[str, Any]:
+    """The keyword arguments of trl's configs (DPOConfig, SFTConfig, ...) that the shared
+    options set: steps, batch, seed, logging, checkpoints in ``workdir``, eval, device."""
+    cuda = cuda_available()
+    return dict(
+        output_dir=str(workdir),
+        learning_rate=opts.learning_rate,
+        num_train_epochs=opts.epochs,
+        max_steps=opts.max_steps,
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=opts.batch_size,
+        gradient_accumulation_steps=opts.grad_accum,
+        seed=opts.seed,
+        data_seed=opts.seed,
+        logging_steps=opts.logging_steps,
+        save_strategy="steps",
+        save_steps=opts.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=opts.eval_steps or opts.logging_steps,
+        report_to=[],
+        logging_nan_inf_filter=False,  # a NaN loss must show in the log, not be averaged away
+        max_length=opts.max_length,
+        use_cpu=not cuda,
+        bf16=cuda,
+    )
+
+
+def lora_config(opts: TrainingOptions, targets: list[str]):
+    """peft's LoraConfig for a causal LM from the shared options."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=opts.lora_r,
+        lora_alpha=opts.lora_alpha,
+        lora_dropout=opts.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+@dataclass
+class PreparedTraining:
+    """Everything a trainer trains with, before any step runs (tests inspect it)."""
+
+    trainer: Any
+    tokenizer: Any
+    quantization: str
+    lora_target_modules: list[str]
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+
+
+class RunWatch:
+    """A trainer callback: counts the optimizer steps this process ran (a resumed run starts
+    past step 0) and stops training at the first logged NaN or infinite loss or grad norm."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.diverged_at: int | None = None
+
+    def __getattr__(self, name: str):
+        # transformers calls on_* hooks it knows; answer every one with a no-op
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_step_end(self, *args, **kwargs) -> None:
+        self.steps += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        values = [(logs or {}).get(k) for k in DIVERGENCE_KEYS]
+        if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in values):
+            if self.diverged_at is None:
+                self.diverged_at = state.global_step
+            control.should_training_stop = True
+
+
+def run_training(
+    opts: TrainingOptions,
+    prep: PreparedTraining,
+    kind: dict[str, Any],
+    extra: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """Trains ``prep.trainer`` (from the last checkpoint with ``opts.resume``) and saves
+    ``opts.output_dir`` whole (one rename): the model or adapter, tokenizer,
+    ``training_config.json`` (the options), per-step ``metrics.json`` (``kind`` first, e.g. the
+    loss name), ``training_curves.png`` and ``extra(folder)``'s files, with ``checkpoints/``
+    carried over. Returns the metrics. A run whose loss or grad norm became NaN or infinite
+    saves everything but the model and raises ``TrainingDiverged``."""
+    trainer = prep.trainer
+    out = Path(opts.output_dir)
+    checkpoints = out / "checkpoints"
+    watch = RunWatch()
+    trainer.add_callback(watch)
+    initial_eval = trainer.evaluate() if prep.eval_rows else None
+    resume = (
+        opts.resume
+        and checkpoints.is_dir()
+        and any(p.name.startswith("checkpoint-") for p in checkpoints.iterdir())
+    )
+    if opts.resume and not resume:
+        raise BdnscaError(f"--resume: no checkpoint in {checkpoints}")
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    final_eval = None
+    if prep.eval_rows and watch.diverged_at is None:
+        # Reuse the trainer's own eval when it ran at the last step, so the history holds it once.
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+        last = evals[-1] if evals else None
+        final_eval = last if last and last.get("step") == trainer.state.global_step else trainer.evaluate()
+
+    history = trainer.state.log_history
+    metrics, non_finite = finite_or_none(
+        {
+            **kind,
+            "quantization": prep.quantization,
+            "lora_target_modules": prep.lora_target_modules,
+            "train_steps": trainer.state.global_step,
+            "resumed": resume,
+            "steps_this_run": watch.steps,
+            "train_runtime_s": result.metrics.get("train_runtime"),
+            "train_steps_per_s": result.metrics.get("train_steps_per_second"),
+            "train": [h for h in history if "loss" in h and "eval_loss" not in h],
+            "eval": [h for h in history if "eval_loss" in h],
+            "eval_initial": initial_eval,
+            "eval_final": final_eval,
+        }
+    )
+    diverged = [p for p in non_finite if p.rsplit(".", 1)[-1] in DIVERGENCE_KEYS]
+    metrics["non_finite"] = non_finite
+    metrics["status"] = "diverged" if diverged else "ok"
+
+    def write_records(folder: Path) -> None:
+        config = {**asdict(opts), "resolved_quantization": prep.quantization}
+        config["lora_target_modules"] = prep.lora_target_modules
+        write_json(folder / "training_config.json", config)
+        write_json(folder / "metrics.json", metrics)
+        plot_metrics(metrics, folder / "training_curves.png")
+        if extra is not None:
+            extra(folder)
+
+    if diverged:
+        save_folder(out, write_records, carry=("checkpoints",))
+        raise TrainingDiverged(
+            f"training diverged: non-finite {', '.join(diverged[:3])}"
+            f"{' ...' if len(diverged) > 3 else ''} (stopped at step {trainer.state.global_step}); "
+            f"no model was saved; {out / 'metrics.json'} records the run (NaN as null)"
+        )
+    save_pretrained_folder(out, trainer.model, prep.tokenizer, extra=write_records, carry=("checkpoints",))
+    return metrics

@@ -13,79 +13,53 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bdnsca.data.io import iter_jsonl, write_json
+from bdnsca.data.io import iter_jsonl
 from bdnsca.errors import BdnscaError, DataError
 from bdnsca.prefs.build import split_by_group
 from bdnsca.train.common import (
-    QUANTIZATIONS,
+    DIVERGENCE_KEYS,
+    PreparedTraining,
+    RunWatch,
+    TrainingDiverged,
+    TrainingOptions,
     check_replaceable,
-    cuda_available,
-    finite_or_none,
     load_base_model,
+    lora_config,
     lora_target_modules,
     merge_adapter,
     plot_metrics,
     resolve_quantization,
-    save_folder,
-    save_pretrained_folder,
+    run_training,
+    training_arguments,
 )
 
 LOSSES = ("dpo", "ipo", "orpo", "simpo")
-# Logged values that, when NaN or infinite, mean training diverged.
-DIVERGENCE_KEYS = ("loss", "grad_norm", "eval_loss")
-
-
-class TrainingDiverged(BdnscaError):
-    """The loss or gradient norm became NaN or infinite; ``metrics.json`` says where."""
+_RunWatch = RunWatch  # the name this module used before the run loop moved to common
 
 
 @dataclass
-class PreferenceTrainingConfig:
-    dataset: str
-    base_model: str
-    output_dir: str
+class PreferenceTrainingConfig(TrainingOptions):
+    """``train-dpo``'s settings: the shared ones (:class:`TrainingOptions`) and the loss's."""
+
     loss: str = "dpo"
     """dpo (trl's sigmoid DPO), ipo, orpo (trl's ORPO), simpo (trl's CPO with the SimPO loss)."""
     beta: float = 0.1
-    learning_rate: float = 5e-5
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512
     max_prompt_length: int = 256
-    seed: int = 0
-    eval_dataset: str | None = None
-    eval_fraction: float = 0.0
-    """Scenarios held out (``metadata.scenario_id``; the prompt text where a row has none)."""
-    resume: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    quantization: str = "auto"
-    """auto: NF4 4-bit (QLoRA) when CUDA is present, else none; 4bit without CUDA is an error."""
-    logging_steps: int = 1
-    eval_steps: int | None = None
-    save_steps: int = 25
     simpo_gamma: float = 0.5
 
     def validate(self) -> None:
+        super().validate()
+        if not self.dataset:
+            raise BdnscaError("train-dpo needs a preference dataset")
         if self.loss not in LOSSES:
             raise BdnscaError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.quantization not in QUANTIZATIONS:
-            raise BdnscaError(f"quantization must be auto, 4bit or none, got {self.quantization!r}")
         if not 1 <= self.max_prompt_length < self.max_length:
             raise BdnscaError("max prompt length must be at least 1 and below max length")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise BdnscaError(f"eval fraction must lie in [0, 1), got {self.eval_fraction}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise BdnscaError("batch size and gradient accumulation must be >= 1")
 
 
 # ----------------------------------------------------------------------------- data
@@ -209,31 +183,8 @@ def _dpo_trainer_class():
 def _trainer(cfg: PreferenceTrainingConfig, model, tokenizer, train_rows, eval_rows, peft_config, workdir):
     from datasets import Dataset
 
-    cuda = cuda_available()
-    common = dict(
-        output_dir=workdir,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps" if eval_rows else "no",
-        eval_steps=cfg.eval_steps or cfg.logging_steps,
-        report_to=[],
-        logging_nan_inf_filter=False,  # a NaN loss must show in the log, not be averaged away
-        beta=cfg.beta,
-        max_length=cfg.max_length,
-        use_cpu=not cuda,
-        bf16=cuda,
-        remove_unused_columns=False,
-    )
+    common = training_arguments(cfg, workdir, bool(eval_rows))
+    common.update(beta=cfg.beta, remove_unused_columns=False)
     extra: dict[str, Any] = {}
     if cfg.loss in ("dpo", "ipo"):
         from trl import DPOConfig
@@ -272,43 +223,6 @@ def _trainer(cfg: PreferenceTrainingConfig, model, tokenizer, train_rows, eval_r
     )
 
 
-class _RunWatch:
-    """A trainer callback: counts the optimizer steps this process ran (a resumed run starts
-    past step 0) and stops training at the first logged NaN or infinite loss or grad norm."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-        self.diverged_at: int | None = None
-
-    def __getattr__(self, name: str):
-        # transformers calls on_* hooks it knows; answer every one with a no-op
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
-
-    def on_step_end(self, *args, **kwargs) -> None:
-        self.steps += 1
-
-    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        values = [(logs or {}).get(k) for k in DIVERGENCE_KEYS]
-        if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in values):
-            if self.diverged_at is None:
-                self.diverged_at = state.global_step
-            control.should_training_stop = True
-
-
-@dataclass
-class PreparedTraining:
-    """Everything ``train_preferences`` trains with, before any step runs (tests inspect it)."""
-
-    trainer: Any
-    tokenizer: Any
-    quantization: str
-    lora_target_modules: list[str]
-    train_rows: list[dict[str, Any]]
-    eval_rows: list[dict[str, Any]]
-
-
 def prepare_training(cfg: PreferenceTrainingConfig) -> PreparedTraining:
     """Validates, reads and splits the data, loads the model and builds the trl trainer."""
     cfg.validate()
@@ -318,18 +232,11 @@ def prepare_training(cfg: PreferenceTrainingConfig) -> PreparedTraining:
     quant = resolve_quantization(cfg.quantization)
 
     import torch
-    from peft import LoraConfig
 
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_base_model(cfg.base_model, quant)
     targets = lora_target_modules(model)
-    peft_config = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-    )
+    peft_config = lora_config(cfg, targets)
     if cfg.eval_dataset:
         train_rows, eval_rows = rows, load_preference_rows(cfg.eval_dataset)
     else:
@@ -344,68 +251,11 @@ def train_preferences(cfg: PreferenceTrainingConfig) -> dict[str, Any]:
     the adapter, tokenizer, ``training_config.json``, per-step ``metrics.json`` and a loss/margin
     plot, with ``checkpoints/`` carried over. Returns the metrics. A run whose loss or grad norm
     became NaN or infinite saves everything but the adapter and raises ``TrainingDiverged``."""
-    prep = prepare_training(cfg)
-    trainer = prep.trainer
-    out = Path(cfg.output_dir)
-    checkpoints = out / "checkpoints"
-    watch = _RunWatch()
-    trainer.add_callback(watch)
-    initial_eval = trainer.evaluate() if prep.eval_rows else None
-    resume = (
-        cfg.resume
-        and checkpoints.is_dir()
-        and any(p.name.startswith("checkpoint-") for p in checkpoints.iterdir())
-    )
-    if cfg.resume and not resume:
-        raise BdnscaError(f"--resume: no checkpoint in {checkpoints}")
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    final_eval = None
-    if prep.eval_rows and watch.diverged_at is None:
-        # Reuse the trainer's own eval when it ran at the last step, so the history holds it once.
-        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-        last = evals[-1] if evals else None
-        final_eval = last if last and last.get("step") == trainer.state.global_step else trainer.evaluate()
-
-    history = trainer.state.log_history
-    metrics, non_finite = finite_or_none(
-        {
-            "loss": cfg.loss,
-            "quantization": prep.quantization,
-            "lora_target_modules": prep.lora_target_modules,
-            "train_steps": trainer.state.global_step,
-            "resumed": resume,
-            "steps_this_run": watch.steps,
-            "train_runtime_s": result.metrics.get("train_runtime"),
-            "train_steps_per_s": result.metrics.get("train_steps_per_second"),
-            "train": [h for h in history if "loss" in h and "eval_loss" not in h],
-            "eval": [h for h in history if "eval_loss" in h],
-            "eval_initial": initial_eval,
-            "eval_final": final_eval,
-        }
-    )
-    diverged = [p for p in non_finite if p.rsplit(".", 1)[-1] in DIVERGENCE_KEYS]
-    metrics["non_finite"] = non_finite
-    metrics["status"] = "diverged" if diverged else "ok"
-
-    def write_records(folder: Path) -> None:
-        config = {**asdict(cfg), "resolved_quantization": prep.quantization}
-        config["lora_target_modules"] = prep.lora_target_modules
-        write_json(folder / "training_config.json", config)
-        write_json(folder / "metrics.json", metrics)
-        plot_metrics(metrics, folder / "training_curves.png")
-
-    if diverged:
-        save_folder(out, write_records, carry=("checkpoints",))
-        raise TrainingDiverged(
-            f"training diverged: non-finite {', '.join(diverged[:3])}"
-            f"{' ...' if len(diverged) > 3 else ''} (stopped at step {trainer.state.global_step}); "
-            f"no adapter was saved; {out / 'metrics.json'} records the run (NaN as null)"
-        )
-    save_pretrained_folder(out, trainer.model, prep.tokenizer, extra=write_records, carry=("checkpoints",))
-    return metrics
+    return run_training(cfg, prepare_training(cfg), {"loss": cfg.loss})
 
 
 __all__ = [
+    "DIVERGENCE_KEYS",
     "LOSSES",
     "PreferenceTrainingConfig",
     "PreparedTraining",
