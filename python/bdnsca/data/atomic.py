@@ -8,6 +8,7 @@ import errno
 import hashlib
 import itertools
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -118,6 +119,18 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, +-inf) replaced by ``None``, through dicts, lists
+    and tuples: JSON has no NaN, and a missing value must read as missing, not as a number."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -10,7 +10,6 @@ qrels that a run lacks score 0 (trec_eval's ``-c``) and are counted. The resampl
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bdnsca import _core
+from bdnsca.data.atomic import finite_or_none
 from bdnsca.errors import BdnscaError
 from bdnsca.eval.metrics import evaluate_matrix
 
@@ -57,7 +57,7 @@ class CompareResult:
         """JSON-ready: a p-value with no test (fewer than two queries) is None."""
         out = asdict(self)
         out["comparisons"] = [asdict(c) | {"ci95": list(c.ci95)} for c in self.comparisons]
-        return _finite(out)
+        return finite_or_none(out)
 
     def table(self) -> str:
         """A ranx-style table: runs as rows, metrics as columns; a superscript letter marks a
@@ -82,16 +82,6 @@ class CompareResult:
         out = [line(head), line(["-" * w for w in widths]), *map(line, rows)]
         out.append(f"(x): significantly better than run x ({test} test, {corr} correction, p < {alpha})")
         return "\n".join(out)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def compare(

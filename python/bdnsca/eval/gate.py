@@ -36,12 +36,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bdnsca.data.atomic import finite_or_none
 from bdnsca.data.run_folders import read_run_config
 from bdnsca.errors import BdnscaError
 from bdnsca.eval.gate_checks import (
     Check,
     GateSettings,
-    _finite,
     _scale,
     check_paired_quality,
     check_retrieval,
@@ -79,7 +79,7 @@ class GateReport:
         return {
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
-            "settings": _finite(self.settings),
+            "settings": finite_or_none(self.settings),
             "inputs": self.inputs,
         }
 

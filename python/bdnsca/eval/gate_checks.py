@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from bdnsca import _core
+from bdnsca.data.atomic import finite_or_none
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.eval.compare import _finite, compare
+from bdnsca.eval.compare import compare
 from bdnsca.eval.frontier import frontier_ratio
 
 DEFAULT_QUALITY_METRICS = ("overall_quality", "context_relevance")
@@ -99,7 +100,7 @@ class Check:
             d.pop("baseline")
         elif self.metric is None:
             d.pop("metric")
-        return _finite({**d, **extra})
+        return finite_or_none({**d, **extra})
 
 
 # ----------------------------------------------------------------------------- reading
