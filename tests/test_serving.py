@@ -471,6 +471,8 @@ def test_cli_end_to_end_every_mode(models, tmp_path):
     assert run_dir.name.endswith("Z") and not run_dir.name.startswith(".")
     for name in ("requests.jsonl", "summary.json", "report.md", "frontier.png", "settings.json"):
         assert (run_dir / name).stat().st_size > 0, name
+    command = (run_dir / "report.md").read_text().split("## Command", 1)[1]
+    assert "serve-bench --models" in command and "--seed 53" in command
     summary = _no_nan(run_dir / "summary.json")
     configs = summary["configs"]
     assert [c["speculative"] for c in configs] == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Any
 
 from bdnsca.data.io import atomic_write
@@ -84,7 +85,12 @@ def render_report(summary: dict[str, Any]) -> str:
         ]
     lines += ["", "## Models", ""]
     lines += [f"- `{m['path']}`: {m['bytes']:,} bytes, sha256 `{m['sha256']}`" for m in summary["models"]]
-    lines += ["", "## Command", "", "```", " ".join(summary["settings"].get("command") or []), "```", ""]
+    command = summary["settings"].get("command")
+    if command:
+        lines += ["", "## Command", "", "```", shlex.join(command), "```", ""]
+    else:
+        note = "Called from Python (`run_serve_bench`); the settings are in summary.json."
+        lines += ["", "## Command", "", note, ""]
     return "\n".join(lines)
 
 
