@@ -214,6 +214,74 @@ def test_generate_writes_the_run_folder(world, tmp_path):
                 assert "Relevant knowledge" not in row["prompt"]
 
 
+@pytest.fixture(scope="module")
+def tiny_reranker(tmp_path_factory):
+    """A cross-encoder folder: the packaged MiniLM with a seeded, untrained one-logit head (its
+    ranking is arbitrary but fixed, so it differs from BM25's)."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        pytest.skip("a reranker needs sentence-transformers")
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from bdnsca.retrieval.reranker import packaged_model_path
+
+    folder = tmp_path_factory.mktemp("reranker") / "rr"
+    torch.manual_seed(0)
+    CrossEncoder(packaged_model_path(), num_labels=1, local_files_only=True).save(str(folder))
+    return folder
+
+
+def test_a_reranked_arm_keeps_the_rerankers_top_k_of_bm25s_top_n(world, tiny_reranker, tmp_path):
+    from bdnsca import BM25, Reranker, read_corpus
+    from bdnsca.retrieval.dense import model_sha256
+
+    arms = tmp_path / "arms.toml"
+    arms.write_text(
+        "[arms.reranked]\n"
+        f'model = "{(world / "gen_a" / "model.gguf").as_posix()}"\n'
+        f'retrieval = {{ index = "{(world / "npc.index").as_posix()}", corpus = "{CORPUS.as_posix()}", '
+        f'k = 2, reranker = "{tiny_reranker.as_posix()}", rerank_depth = 8 }}\n',
+        encoding="utf-8",
+    )
+    r = generate_run(world / "scenarios.jsonl", arms, tmp_path / "runs", max_tokens=4, n_threads=1)
+    rows = r.responses["reranked"]
+    bm25 = BM25.load(world / "npc.index")
+    corpus = read_corpus(CORPUS)
+    direct = Reranker(str(tiny_reranker), corpus)
+    docs = corpus.by_id()
+    differs = 0
+    for row, s in zip(rows, SCENARIOS, strict=True):
+        top8 = [d for d, _ in bm25.search(s["player_input"], 8)]
+        want = [d for d, _ in direct.rerank(s["player_input"], top8, top_k=2)]
+        assert row["retrieved_doc_ids"] == want
+        at = [row["prompt"].index(" ".join(docs[d].text.split())) for d in want]
+        assert at == sorted(at)  # the passages go into the prompt in the reranker's order
+        differs += want != top8[:2]
+    assert differs, "the reranker never changed BM25's top 2: this test would not see it ignored"
+    (arm,) = r.run_config["arms"]
+    assert arm["retrieval"]["reranker"] == str(tiny_reranker) and arm["retrieval"]["rerank_depth"] == 8
+    assert arm["retrieval"]["reranker_sha256"] == model_sha256(tiny_reranker)
+
+
+def test_a_reranker_that_cannot_load_is_one_line_before_any_generation(world, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for name in ("empty", "no/such/reranker"):
+        arms = tmp_path / "arms.toml"
+        arms.write_text(
+            "[arms.x]\n"
+            f'model = "{(world / "gen_a" / "model.gguf").as_posix()}"\n'
+            f'retrieval = {{ index = "{(world / "npc.index").as_posix()}", corpus = "{CORPUS.as_posix()}", '
+            f'reranker = "{name}" }}\n',
+            encoding="utf-8",
+        )
+        out = tmp_path / "out"
+        with pytest.raises(BdnscaError) as exc:
+            generate_run(world / "scenarios.jsonl", arms, out)
+        message = str(exc.value)
+        assert message.startswith("retrieval reranker") and name in message and "\n" not in message
+        assert not out.exists()
+
+
 def test_generate_is_deterministic_and_resume_finishes_an_interrupted_run(world, tmp_path):
     full = _generate(world, tmp_path / "a", temperature=0.7)
 
@@ -597,8 +665,17 @@ def test_an_interrupted_responses_file_is_read_back_whole(tmp_path):
         ("[arms.a]\ninclude_dynamic_context = true\n", "missing 'model'"),
         ('target_arm = "b"\n[arms.a]\nmodel = "m.gguf"\n', "target_arm 'b' is not one of the arms"),
         (
-            '[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", reranker = "r" }\n',
-            "reranker",
+            '[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", rerank_depth = 9 }\n',
+            "rerank_depth needs a retrieval.reranker",
+        ),
+        (
+            '[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", reranker = "r", k = 5, '
+            "rerank_depth = 4 }\n",
+            r"rerank_depth must be a whole number >= k \(5\)",
+        ),
+        (
+            '[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", reranker = 3 }\n',
+            "retrieval.reranker must be a model folder",
         ),
         ('[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i" }\n', "retrieval needs 'corpus'"),
         ('[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", k = 0 }\n', "retrieval.k"),
@@ -631,3 +708,13 @@ def test_arms_file_paths_are_relative_to_it(tmp_path):
     assert a.retrieval.index == str(tmp_path / "i.index") and a.retrieval.corpus == "/abs/c.jsonl"
     assert a.retrieval.k == 3 and a.include_dynamic_context and not a.chat
     assert b.model_path == "/abs/b.gguf" and f.target_arm == "a" and f.baseline_arms == ["b"]
+    assert a.retrieval.reranker is None and a.retrieval.rerank_depth is None
+    (tmp_path / "sub" / "rr").mkdir()
+    (tmp_path / "sub" / "arms.toml").write_text(
+        '[arms.a]\nmodel = "m.gguf"\nretrieval = { index = "i", corpus = "c", k = 4, reranker = "rr" }\n'
+        '[arms.b]\nmodel = "m.gguf"\n'
+        'retrieval = { index = "i", corpus = "c", k = 300, reranker = "org/id" }\n'
+    )
+    a, b = read_arms(tmp_path / "sub" / "arms.toml").arms
+    assert a.retrieval.reranker == str(tmp_path / "sub" / "rr") and a.retrieval.rerank_depth == 100
+    assert b.retrieval.reranker == "org/id" and b.retrieval.rerank_depth == 300  # a cache id, at least k

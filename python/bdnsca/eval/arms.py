@@ -8,13 +8,17 @@
     model = "runs/tiny/model.gguf"              # GGUF (relative to this file, or absolute)
     include_dynamic_context = true              # default true
     retrieval = { index = "runs/npc.index", corpus = "data/retrieval_corpus_wide.jsonl", k = 3 }
+    # optional in retrieval: reranker = "runs/reranker", rerank_depth = 100
     speculative = "prompt-lookup:10"            # none (default), prompt-lookup:N, draft:PATH:N
     chat = false                                # wrap the prompt in the GGUF's chat template
     prompt_template = "prompts/npc.txt"         # default: the old runs' template
 
 ``retrieval.corpus`` supplies the passages' text (an index file holds ids and term statistics
-only); every id of the index must be a document of the corpus. Unknown keys are errors, so a
-misspelt option never silently falls back to its default.
+only); every id of the index must be a document of the corpus. ``retrieval.reranker`` (a
+cross-encoder folder, e.g. from ``bdnsca train-reranker``, or a model id in the local Hugging Face
+cache) re-scores BM25's top ``rerank_depth`` (default 100, at least ``k``) with
+:class:`~bdnsca.retrieval.reranker.Reranker` and keeps its top ``k``. Unknown keys are errors, so
+a misspelt option never silently falls back to its default.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from bdnsca.errors import BdnscaError
 from bdnsca.eval.scenarios import Passage
 
 ARM_KEYS = {"model", "include_dynamic_context", "retrieval", "speculative", "chat", "prompt_template"}
-RETRIEVAL_KEYS = {"index", "corpus", "k", "reranker"}
+RETRIEVAL_KEYS = {"index", "corpus", "k", "reranker", "rerank_depth"}
+DEFAULT_RERANK_DEPTH = 100
 TOP_KEYS = {"arms", "target_arm", "baseline_arms"}
 _ARM_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -41,6 +46,10 @@ class RetrievalSpec:
     index: str
     corpus: str
     k: int = 3
+    reranker: str | None = None
+    """The reranker as a loadable name: a folder made absolute, or a Hugging Face cache id."""
+    rerank_depth: int | None = None
+    """How many BM25 candidates the reranker re-scores (None without a reranker)."""
 
 
 @dataclass
@@ -67,7 +76,8 @@ class ArmSpec:
             d.pop(extra, None)
         r = d.get("retrieval")
         if r:
-            d["retrieval"] = RetrievalSpec(**{k: v for k, v in r.items() if k in ("index", "corpus", "k")})
+            fields = ("index", "corpus", "k", "reranker", "rerank_depth")
+            d["retrieval"] = RetrievalSpec(**{k: v for k, v in r.items() if k in fields})
         return cls(**d)
 
 
@@ -173,11 +183,8 @@ def _retrieval(where: str, base: Path, r: Any) -> RetrievalSpec:
         )
     unknown = sorted(set(r) - RETRIEVAL_KEYS)
     if unknown:
-        raise BdnscaError(f"{where}: unknown retrieval key {unknown[0]!r} (keys: index, corpus, k)")
-    if "reranker" in r:
         raise BdnscaError(
-            f"{where}: retrieval.reranker is not supported yet (bdnsca has no reranker model); "
-            "remove it to retrieve with BM25 alone"
+            f"{where}: unknown retrieval key {unknown[0]!r} (keys: {', '.join(sorted(RETRIEVAL_KEYS))})"
         )
     for name in ("index", "corpus"):
         if not isinstance(r.get(name), str) or not r[name]:
@@ -186,7 +193,21 @@ def _retrieval(where: str, base: Path, r: Any) -> RetrievalSpec:
     k = r.get("k", 3)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise BdnscaError(f"{where}: retrieval.k must be a whole number >= 1, got {k!r}")
-    return RetrievalSpec(_resolve(base, r["index"]), _resolve(base, r["corpus"]), k)
+    spec = RetrievalSpec(_resolve(base, r["index"]), _resolve(base, r["corpus"]), k)
+    if "reranker" not in r:
+        if "rerank_depth" in r:
+            raise BdnscaError(f"{where}: retrieval.rerank_depth needs a retrieval.reranker")
+        return spec
+    if not isinstance(r["reranker"], str) or not r["reranker"]:
+        raise BdnscaError(f"{where}: retrieval.reranker must be a model folder (or a cached model id)")
+    depth = r.get("rerank_depth", max(DEFAULT_RERANK_DEPTH, k))
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < k:
+        raise BdnscaError(f"{where}: retrieval.rerank_depth must be a whole number >= k ({k}), got {depth!r}")
+    # A path relative to this file when it names one; otherwise a Hugging Face cache id as given.
+    local = _resolve(base, r["reranker"])
+    spec.reranker = local if Path(local).exists() else r["reranker"]
+    spec.rerank_depth = depth
+    return spec
 
 
 def _resolve(base: Path, path: str) -> str:
@@ -198,7 +219,9 @@ def _resolve(base: Path, path: str) -> str:
 
 
 class Retriever:
-    """BM25 over an index file, with the passages' text from its corpus."""
+    """BM25 over an index file, with the passages' text from its corpus; with a reranker, BM25's
+    top ``rerank_depth`` re-scored by it (documents as title + text, as ``train-reranker``
+    trains them) and its top ``k`` kept, ranked by the project's tie rule."""
 
     def __init__(self, spec: RetrievalSpec) -> None:
         from bdnsca._core import BM25
@@ -218,18 +241,31 @@ class Retriever:
             )
         self.docs = docs
         self.k = spec.k
+        self.depth = spec.rerank_depth or spec.k
+        self.reranker = None
+        if spec.reranker is not None:
+            from bdnsca.retrieval.reranker import Reranker
+
+            try:
+                self.reranker = Reranker(spec.reranker, corpus)
+            except BdnscaError as exc:
+                raise BdnscaError(f"retrieval reranker {spec.reranker}: {exc}") from None
 
     def search(self, query: str) -> list[Passage]:
+        hits = [doc_id for doc_id, _ in self.bm25.search(query, self.depth)]
+        if self.reranker is not None and hits:
+            hits = [str(doc_id) for doc_id, _ in self.reranker.rerank(query, hits, top_k=self.k)]
         return [
             Passage(doc_id, self.docs[doc_id].title or "", self.docs[doc_id].text)
-            for doc_id, _ in self.bm25.search(query, self.k)
+            for doc_id in hits[: self.k]
         ]
 
 
 def check_arm_inputs(arms: Sequence[ArmSpec], scenarios: Sequence[dict[str, Any]]) -> dict[str, Retriever]:
     """Everything an arm names, checked before the first token: models (present, GGUF, a chat
     template when ``chat``), draft models (present, GGUF, the target's vocabulary), templates,
-    game state for arms that include it, retrieval indexes (every id known to the corpus).
+    game state for arms that include it, retrieval indexes (every id known to the corpus) and
+    rerankers (loaded).
     Returns the retrievers by arm id."""
     from bdnsca.serve.bench import check_gguf, parse_speculative
 
@@ -246,10 +282,11 @@ def check_arm_inputs(arms: Sequence[ArmSpec], scenarios: Sequence[dict[str, Any]
                     f"(first: {bare[0]!r})"
                 )
     retrievers = {}
-    cache: dict[tuple[str, str, int], Retriever] = {}
+    cache: dict[tuple[str, str, int, str | None, int | None], Retriever] = {}
     for a in arms:
         if a.retrieval is not None:
-            key = (a.retrieval.index, a.retrieval.corpus, a.retrieval.k)
+            r = a.retrieval
+            key = (r.index, r.corpus, r.k, r.reranker, r.rerank_depth)
             if key not in cache:
                 cache[key] = Retriever(a.retrieval)
             retrievers[a.arm_id] = cache[key]
@@ -262,3 +299,11 @@ def check_arm_inputs(arms: Sequence[ArmSpec], scenarios: Sequence[dict[str, Any]
         if a.chat:
             chat_template(a.model_path)
     return retrievers
+
+
+def reranker_sha256(reranker: str) -> str:
+    """SHA-256 of a reranker's model folder (a folder, or a model id in the local Hugging Face
+    cache), as :func:`bdnsca.retrieval.dense.model_sha256` hashes model folders."""
+    from bdnsca.retrieval.dense import model_sha256, resolve_model
+
+    return model_sha256(resolve_model(reranker))

@@ -28,7 +28,7 @@ from typing import Any
 
 from bdnsca.data.io import file_sha256, write_json, write_jsonl
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.eval.arms import ArmSpec, read_arms
+from bdnsca.eval.arms import ArmSpec, read_arms, reranker_sha256
 from bdnsca.eval.requests import (
     TIMING_FIELDS,
     Request,
@@ -177,6 +177,8 @@ def _arm_record(a: ArmSpec, hashes: dict[str, str]) -> dict[str, Any]:
     if a.retrieval:
         d["retrieval"]["index_sha256"] = sha(a.retrieval.index)
         d["retrieval"]["corpus_sha256"] = sha(a.retrieval.corpus)
+        if a.retrieval.reranker is not None:
+            d["retrieval"]["reranker_sha256"] = reranker_sha256(a.retrieval.reranker)
     return d
 
 
@@ -354,6 +356,11 @@ def _resume(run: Path, progress: Progress | None) -> GenerateResult:
         if a.get("retrieval"):
             r = a["retrieval"]
             checks += [(r["index"], r.get("index_sha256")), (r["corpus"], r.get("corpus_sha256"))]
+            if r.get("reranker") and r.get("reranker_sha256") != reranker_sha256(r["reranker"]):
+                raise BdnscaError(
+                    f"--resume: arm {a['arm_id']!r}'s reranker {r['reranker']} changed since the run "
+                    "started (SHA-256 differs); the rest of the run would not match what it has"
+                )
         for path, expected in checks:
             if not Path(path).is_file():
                 raise BdnscaError(f"--resume: arm {a['arm_id']!r} needs {path}, which no longer exists")
