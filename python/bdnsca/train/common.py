@@ -308,7 +308,10 @@ def plot_metrics(metrics: dict[str, Any], path: Path) -> None:
         ax2.plot(*zip(*emargins, strict=True), "o-", label="eval reward margin")
     ax2.set_xlabel("step")
     ax2.set_title("reward margin (chosen - rejected)")
-    ax2.legend()
+    if ax2.lines:
+        ax2.legend()
+    else:  # a loss without a reward margin (SFT)
+        ax2.set_visible(False)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}.tmp.png")
     try:
