@@ -13,7 +13,7 @@ import traceback
 import click
 
 # Importing the command modules registers their commands on the group.
-from bdnsca.cli import evalrun, gate, judge, prefs, rerank, retrieval, serve, train  # noqa: F401
+from bdnsca.cli import evalrun, gate, judge, pipeline, prefs, rerank, retrieval, serve, train  # noqa: F401
 from bdnsca.cli._common import cli
 from bdnsca.errors import BdnscaError
 

@@ -1,0 +1,248 @@
+"""The nodes an experiment file asks for.
+
+Models are nodes that write ``model.json`` (``hf``: a transformers folder, ``gguf``: the GGUF):
+``base`` (``tiny-model`` inside the pipeline, or the declared files), ``export:sft`` and
+``export:dpo`` (merge + GGUF of the trained adapters). Everything else hangs off them:
+
+- ``sft-data`` (scenarios outside the evaluated ones, reference responses) -> ``sft`` -> ``export:sft``;
+- ``eval:sft`` (the SFT model judged) -> ``preferences`` -> ``dpo`` -> ``export:dpo``;
+- ``index``; ``mine`` -> ``reranker``; ``retrieval:bm25`` and ``retrieval:reranker`` (gold queries);
+- per experiment: ``eval:MODEL`` (generate -> score -> judge), ``serve:MODEL:MODES`` and ``gate:NAME``.
+
+Nodes are named by what they compute, so experiments that share a step share its node (the
+three playbook experiments evaluate one DPO model once). The anchor is ``OUTPUT/anchors/current``
+when it exists, else the file's ``anchor.run``, else an evaluation of ``anchor.model`` (bootstrap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bdnsca.pipeline.graph import Node
+from bdnsca.pipeline.spec import PipelineSpec, is_pipeline_draft
+
+MODEL_NODES = {"base": "base", "sft": "export:sft", "dpo": "export:dpo"}
+
+
+@dataclass
+class Plan:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    gates: dict[str, dict[str, str]] = field(default_factory=dict)
+    """experiment -> {"gate", "eval", "serve", "retrieval"} node names."""
+    anchor_description: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, node: Node) -> str:
+        self.nodes.setdefault(node.name, node)
+        return node.name
+
+
+def current_anchor(output_dir: Path) -> Path | None:
+    """``OUTPUT/anchors/current`` resolved (a promoted anchor folder), or None."""
+    link = output_dir / "anchors" / "current"
+    if link.is_symlink() or link.exists():
+        target = link.resolve()
+        return target if target.is_dir() else None
+    return None
+
+
+def _speculative(spec: PipelineSpec, modes: list[str]) -> tuple[list[str], bool]:
+    """The modes as the serve step takes them (``draft:N`` stays symbolic) and whether the
+    pipeline's draft model is needed."""
+    out, needs = [], False
+    for m in modes:
+        if is_pipeline_draft(m):
+            needs = True
+            out.append(m if ":" in m else "draft:8")
+        else:
+            out.append(m)
+    return out, needs
+
+
+def build_plan(spec: PipelineSpec) -> Plan:
+    plan = Plan()
+    d = spec.data
+    s = spec.settings
+
+    # ---- models
+    if spec.tiny is not None:
+        plan.add(Node("base", "tiny_model", settings=dict(spec.tiny)))
+    else:
+        plan.add(Node("base", "declared_model", inputs={"hf": spec.base, "gguf": spec.base_gguf}))  # type: ignore[dict-item]
+    judge_deps: dict[str, str] = {}
+    judge_inputs: dict[str, Path] = {}
+    for i, j in enumerate(spec.judges):
+        if j == "tiny":
+            tiny = spec.tiny or {}
+            plan.add(
+                Node(
+                    "judge",
+                    "tiny_model",
+                    settings={**tiny, "seed": int(tiny.get("seed", 0)) + 1},
+                    deps={"tokenizer": "base"},
+                )
+            )
+            judge_deps[f"judge{i}"] = "judge"
+        else:
+            judge_inputs[f"judge{i}"] = Path(j)
+    needs_draft = any(_speculative(spec, e.speculative)[1] for e in spec.experiments)
+    draft_deps: dict[str, str] = {}
+    draft_inputs: dict[str, Path] = {}
+    if needs_draft:
+        if spec.draft == "tiny":
+            tiny = dict(spec.tiny or {})
+            tiny.update(layers=1, seed=int(tiny.get("seed", 0)) + 2)
+            plan.add(Node("draft", "tiny_model", settings=tiny, deps={"tokenizer": "base"}))
+            draft_deps["draft"] = "draft"
+        elif spec.draft:
+            draft_inputs["draft"] = Path(spec.draft)
+
+    eval_settings = s("eval")
+    max_scenarios = eval_settings.get("max_scenarios")
+
+    def eval_node(model: str) -> str:
+        return plan.add(
+            Node(
+                f"eval:{model}",
+                "evaluate",
+                settings={"eval": eval_settings, "score": s("score"), "judge": s("judge")},
+                inputs={"scenarios": d["scenarios"], "corpus": d["corpus"], **judge_inputs},
+                deps={"model": model_node_lazy(model), "baseline": "base", "index": index, **judge_deps},
+            )
+        )
+
+    def model_node(model: str) -> str:
+        if model == "base":
+            return "base"
+        if model == "sft":
+            sft = s("sft")
+            src = sft.pop("from")
+            plan.add(
+                Node(
+                    "sft-data",
+                    "sft_data",
+                    settings={"skip": max_scenarios, "rows": sft.pop("rows", 64)},
+                    inputs={"scenarios": d["scenarios"]},
+                )
+            )
+            plan.add(
+                Node("sft", "sft", settings=sft, deps={"data": "sft-data", "model": model_node_lazy(src)})
+            )
+            return plan.add(Node("export:sft", "export", deps={"adapter": "sft", "model": MODEL_NODES[src]}))
+        dpo = s("dpo")
+        src = dpo.pop("from")
+        prefs = plan.add(
+            Node("preferences", "preferences", settings=s("preferences"), deps={"run": eval_node(src)})
+        )
+        plan.add(Node("dpo", "dpo", settings=dpo, deps={"data": prefs, "model": model_node_lazy(src)}))
+        return plan.add(Node("export:dpo", "export", deps={"adapter": "dpo", "model": MODEL_NODES[src]}))
+
+    building: set[str] = set()
+
+    def model_node_lazy(model: str) -> str:
+        """The model's node, planned on first use; a model reached again while it is being
+        planned is a cycle that the graph reports (the name is enough)."""
+        if model in building:
+            return MODEL_NODES[model]
+        building.add(model)
+        try:
+            return model_node(model)
+        finally:
+            building.discard(model)
+
+    index = plan.add(Node("index", "index", inputs={"corpus": d["corpus"]}))
+    # Both retrieval runs cover the reranker's held-out gold queries only (its split settings).
+    rr_settings = s("reranker")
+    retrieval_settings = {
+        "depth": int(rr_settings.get("eval_depth", 20)),
+        "heldout_fraction": rr_settings.get("heldout_fraction", 0.2),
+        "split_seed": rr_settings.get("split_seed", 0),
+        "heldout_domains": rr_settings.get("heldout_domains"),
+        "domain_field": rr_settings.get("domain_field", "domain"),
+    }
+    retrieval_bm25 = plan.add(
+        Node(
+            "retrieval:bm25",
+            "retrieval",
+            settings=retrieval_settings,
+            inputs={"gold": d["gold"], "corpus": d["corpus"]},
+            deps={"index": index},
+        )
+    )
+
+    def reranker_retrieval() -> str:
+        mine = plan.add(
+            Node("mine", "mine", settings=s("mine"), inputs={"corpus": d["corpus"], "gold": d["gold"]})
+        )
+        rr = plan.add(
+            Node(
+                "reranker",
+                "reranker",
+                settings=s("reranker"),
+                inputs={"corpus": d["corpus"], "gold": d["gold"]},
+                deps={"pairs": mine},
+            )
+        )
+        return plan.add(
+            Node(
+                "retrieval:reranker",
+                "retrieval",
+                settings=retrieval_settings,
+                inputs={"gold": d["gold"], "corpus": d["corpus"]},
+                deps={"index": index, "reranker": rr},
+            )
+        )
+
+    serve_settings = s("serve")
+
+    def serve_node(model: str, modes: list[str]) -> str:
+        modes, draft = _speculative(spec, modes)
+        return plan.add(
+            Node(
+                f"serve:{model}:{','.join(modes)}",
+                "serve",
+                settings={**serve_settings, "speculative": modes},
+                inputs={
+                    "prompts": d["serving_prompts"],
+                    "references": d["serving_references"],
+                    **(draft_inputs if draft else {}),
+                },
+                deps={"model": model_node_lazy(model), **(draft_deps if draft else {})},
+            )
+        )
+
+    # ---- the anchor
+    gate_inputs: dict[str, Path] = {"gold": d["gold"]}
+    gate_deps: dict[str, str] = {}
+    anchor = current_anchor(spec.output_dir)
+    if anchor is None and spec.anchor_run is not None:
+        anchor = spec.anchor_run
+    if anchor is not None:
+        gate_inputs["anchor"] = anchor
+        plan.anchor_description = {"kind": "folder", "path": str(anchor)}
+    else:
+        model = spec.anchor_model or "base"
+        gate_deps.update(
+            anchor_run=eval_node(model),
+            anchor_serving=serve_node(model, ["none"]),
+            anchor_retrieval=retrieval_bm25,
+        )
+        plan.anchor_description = {"kind": "bootstrap", "model": model, "eval": gate_deps["anchor_run"]}
+
+    # ---- the experiments
+    for e in spec.experiments:
+        ev = eval_node(e.model)
+        sv = serve_node(e.model, e.speculative)
+        rt = reranker_retrieval() if e.reranker else retrieval_bm25
+        gate = plan.add(
+            Node(
+                f"gate:{e.name}",
+                "gate",
+                settings=s("gate"),
+                inputs=dict(gate_inputs),
+                deps={**gate_deps, "candidate_run": ev, "candidate_serving": sv, "candidate_retrieval": rt},
+            )
+        )
+        plan.gates[e.name] = {"gate": gate, "eval": ev, "serve": sv, "retrieval": rt, "model": e.model}
+    return plan

@@ -1,0 +1,314 @@
+"""The experiment file: one TOML declaring the data, the models, each step's settings, the anchor
+and the experiments. Everything is checked before any step runs, and each error is one line
+naming the file and the key (``examples/tiny.toml: unknown key 'steps.sft.epoch'``).
+
+.. code-block:: toml
+
+    output_dir = "../runs/pipeline-tiny"        # relative to this file
+    [data]                                      # every path relative to this file
+    scenarios = "../data/scenarios.jsonl"
+    corpus = "../data/retrieval_corpus_wide.jsonl"
+    gold = "../data/retrieval_gold_wide.jsonl"
+    serving_prompts = "../data/serving_prompts.jsonl"
+    serving_references = "../data/serving_references.jsonl"
+    [model]
+    tiny = { layers = 2, hidden_size = 64 }     # or base = "HF folder" (+ gguf = "base.gguf")
+    judges = ["tiny"]                           # GGUF paths, or "tiny": a tiny judge built here
+    draft = "tiny"                              # the draft for draft:N modes (GGUF path or "tiny")
+    [steps.sft]                                 # the settings of each step (see STEP_KEYS)
+    max_steps = 4
+    [anchor]
+    model = "base"          # until OUTPUT/anchors/current exists, evaluate this model as the anchor
+    # run = "runs/anchor"   # or: an existing anchor folder (an evaluation run)
+    [[experiment]]
+    name = "sft-dpo"
+    model = "dpo"                               # base | sft | dpo
+    reranker = false
+    speculative = ["none"]
+
+The training steps say which model they start from (``[steps.sft] from = "base"``, ``[steps.dpo]
+from = "sft"``), so a file can describe a dependency cycle; :mod:`.graph` finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bdnsca.errors import BdnscaError
+
+STEPS = ("sft", "dpo", "preferences", "reranker", "mine", "export", "eval", "judge", "score", "serve", "gate")
+MODELS = ("base", "sft", "dpo")
+TOP_KEYS = {"output_dir", "data", "model", "steps", "anchor", "experiment"}
+DATA_KEYS = {"scenarios", "corpus", "gold", "serving_prompts", "serving_references"}
+MODEL_KEYS = {"tiny", "base", "gguf", "judges", "draft"}
+TINY_KEYS = {"layers", "hidden_size", "heads", "kv_heads", "vocab_size", "seed", "copy_steps"}
+ANCHOR_KEYS = {"model", "run"}
+EXPERIMENT_KEYS = {"name", "model", "reranker", "speculative"}
+
+# The settings a step accepts beyond those of the function it wraps (listed in step_keys()).
+_OWN = {
+    "sft": {"from", "rows"},
+    "dpo": {"from"},
+    "eval": {"max_scenarios", "k"},
+}
+# Settings the pipeline sets itself (paths, resuming): never from the file.
+_RESERVED = {
+    "dataset",
+    "base_model",
+    "output_dir",
+    "resume",
+    "pairs",
+    "corpus",
+    "gold",
+    "models",
+    "prompts",
+    "references",
+    "output_root",
+    "progress",
+    "eval_dataset",
+    "target_arm",
+    "baseline_arms",
+    "speculative",
+    "arms",
+    "from_run",
+    "arm",
+}
+
+
+class SpecError(BdnscaError):
+    """A bad experiment file; the message is one line naming the file and the key."""
+
+
+def _dataclass_keys(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)} - _RESERVED
+
+
+def step_keys(step: str) -> set[str]:
+    """The keys ``[steps.STEP]`` accepts."""
+    own = _OWN.get(step, set())
+    if step == "sft":
+        try:
+            from bdnsca.train.sft import SFTTrainingConfig
+        except ImportError:
+            return own | {"max_steps", "learning_rate", "batch_size", "max_length", "lora_r", "seed"}
+        return own | _dataclass_keys(SFTTrainingConfig)
+    if step == "dpo":
+        from bdnsca.train.preference import PreferenceTrainingConfig
+
+        return own | _dataclass_keys(PreferenceTrainingConfig)
+    if step == "preferences":
+        from bdnsca.prefs.build import PreferenceSettings
+
+        return _dataclass_keys(PreferenceSettings) - {"score_scale"}
+    if step == "mine":
+        from bdnsca.retrieval.mining import MiningSettings
+
+        return _dataclass_keys(MiningSettings) - {"rank_range", "stopwords"}
+    if step == "reranker":
+        from bdnsca.train.reranker import RerankerTrainingConfig
+
+        return _dataclass_keys(RerankerTrainingConfig)
+    if step == "export":
+        return set()
+    if step == "eval":
+        from bdnsca.eval.generate import GenerateSettings
+
+        return own | _dataclass_keys(GenerateSettings)
+    if step == "judge":
+        from bdnsca.eval.judge import JudgeSettings
+
+        return _dataclass_keys(JudgeSettings)
+    if step == "score":
+        return {"metrics", "resamples", "seed"}
+    if step == "serve":
+        from bdnsca.serve.bench import ServeBenchSettings
+
+        return _dataclass_keys(ServeBenchSettings)
+    if step == "gate":
+        from bdnsca.eval.gate_checks import GateSettings
+
+        return _dataclass_keys(GateSettings) - {"rating_scale"}
+    raise SpecError(f"unknown step {step!r}")
+
+
+def is_pipeline_draft(mode: str) -> bool:
+    """``draft`` or ``draft:N``: the draft model the file declares (``model.draft``)."""
+    return mode == "draft" or (mode.startswith("draft:") and mode[len("draft:") :].isdigit())
+
+
+@dataclass
+class Experiment:
+    name: str
+    model: str = "dpo"
+    reranker: bool = False
+    speculative: list[str] = field(default_factory=lambda: ["none"])
+
+
+@dataclass
+class PipelineSpec:
+    path: Path
+    output_dir: Path
+    data: dict[str, Path]
+    tiny: dict[str, Any] | None
+    base: Path | None
+    base_gguf: Path | None
+    judges: list[str]
+    """GGUF paths (absolute) or "tiny"."""
+    draft: str | None
+    steps: dict[str, dict[str, Any]]
+    anchor_model: str | None
+    anchor_run: Path | None
+    experiments: list[Experiment]
+
+    def settings(self, step: str) -> dict[str, Any]:
+        return dict(self.steps.get(step, {}))
+
+
+def _fail(path: Path, what: str) -> SpecError:
+    return SpecError(f"{path}: {what}")
+
+
+def _unknown(path: Path, table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise _fail(path, f"unknown key {name!r} (known: {', '.join(sorted(allowed))})")
+
+
+def _table(path: Path, value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(path, f"{where!r} must be a table")
+    return value
+
+
+def _file(path: Path, base: Path, value: Any, where: str, must_exist: bool = True) -> Path:
+    if not isinstance(value, str) or not value:
+        raise _fail(path, f"{where!r} must be a path")
+    p = Path(value) if os.path.isabs(value) else (base / value)
+    p = Path(os.path.normpath(p))
+    if must_exist and not p.exists():
+        raise _fail(path, f"{where} = {value!r}: no such file {p}")
+    return p
+
+
+def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
+    """Reads and checks an experiment file (see the module docstring)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such experiment file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    base = path.parent.resolve()
+    _unknown(path, raw, TOP_KEYS, "")
+    if "output_dir" not in raw:
+        raise _fail(path, "missing key 'output_dir'")
+    out = _file(path, base, raw["output_dir"], "output_dir", must_exist=False)
+
+    data_t = _table(path, raw.get("data", {}), "data")
+    _unknown(path, data_t, DATA_KEYS, "data")
+    missing = sorted(DATA_KEYS - set(data_t))
+    if missing:
+        raise _fail(path, f"missing key 'data.{missing[0]}'")
+    data = {k: _file(path, base, v, f"data.{k}") for k, v in data_t.items()}
+
+    model_t = _table(path, raw.get("model", {}), "model")
+    _unknown(path, model_t, MODEL_KEYS, "model")
+    tiny = model_t.get("tiny")
+    if tiny is not None:
+        tiny = _table(path, tiny, "model.tiny")
+        _unknown(path, tiny, TINY_KEYS, "model.tiny")
+    if (tiny is None) == ("base" not in model_t):
+        raise _fail(path, "give exactly one of 'model.tiny' and 'model.base'")
+    base_model = _file(path, base, model_t["base"], "model.base") if "base" in model_t else None
+    base_gguf = _file(path, base, model_t["gguf"], "model.gguf") if "gguf" in model_t else None
+    if base_model is not None and base_gguf is None:
+        raise _fail(path, "'model.base' needs 'model.gguf' (the base model as GGUF, for serving)")
+    judges = model_t.get("judges", ["tiny"] if tiny is not None else [])
+    if not isinstance(judges, list) or not judges:
+        raise _fail(path, "'model.judges' must be a non-empty list")
+    judges = [j if j == "tiny" else str(_file(path, base, j, "model.judges")) for j in judges]
+    if "tiny" in judges and tiny is None:
+        raise _fail(path, "'model.judges' names 'tiny' but there is no 'model.tiny'")
+    draft = model_t.get("draft")
+    if draft is not None and draft != "tiny":
+        draft = str(_file(path, base, draft, "model.draft"))
+    if draft == "tiny" and tiny is None:
+        raise _fail(path, "'model.draft' is 'tiny' but there is no 'model.tiny'")
+
+    steps_t = _table(path, raw.get("steps", {}), "steps")
+    steps: dict[str, dict[str, Any]] = {}
+    for name, settings in steps_t.items():
+        if name not in STEPS:
+            raise _fail(path, f"unknown step 'steps.{name}' (known: {', '.join(STEPS)})")
+        settings = _table(path, settings, f"steps.{name}")
+        _unknown(path, settings, step_keys(name), f"steps.{name}")
+        steps[name] = settings
+    for step, default in (("sft", "base"), ("dpo", "sft")):
+        src = steps.setdefault(step, {}).setdefault("from", default)
+        if src not in MODELS:
+            raise _fail(path, f"'steps.{step}.from' must be one of {', '.join(MODELS)}, got {src!r}")
+
+    anchor_t = _table(path, raw.get("anchor", {}), "anchor")
+    _unknown(path, anchor_t, ANCHOR_KEYS, "anchor")
+    if len(anchor_t) != 1:
+        raise _fail(path, "'anchor' needs exactly one of 'model' (bootstrap) and 'run' (a run folder)")
+    anchor_model = anchor_t.get("model")
+    if anchor_model is not None and anchor_model not in MODELS:
+        raise _fail(path, f"'anchor.model' must be one of {', '.join(MODELS)}, got {anchor_model!r}")
+    anchor_run = None
+    if "run" in anchor_t:
+        anchor_run = _file(path, base, anchor_t["run"], "anchor.run")
+        if not (anchor_run / "run_config.json").is_file():
+            raise _fail(
+                path, f"anchor.run = {anchor_t['run']!r}: {anchor_run} is not a run (no run_config.json)"
+            )
+
+    exps_raw = raw.get("experiment", [])
+    if not isinstance(exps_raw, list) or not exps_raw:
+        raise _fail(path, "no [[experiment]]")
+    experiments: list[Experiment] = []
+    for i, e in enumerate(exps_raw):
+        where = f"experiment[{i}]"
+        e = _table(path, e, where)
+        _unknown(path, e, EXPERIMENT_KEYS, where)
+        if not isinstance(e.get("name"), str) or not e["name"]:
+            raise _fail(path, f"'{where}.name' must be a non-empty string")
+        exp = Experiment(**e)
+        if exp.model not in MODELS:
+            raise _fail(path, f"'{where}.model' must be one of {', '.join(MODELS)}, got {exp.model!r}")
+        if any(x.name == exp.name for x in experiments):
+            raise _fail(path, f"'{where}.name': experiment {exp.name!r} given twice")
+        from bdnsca.serve.bench import parse_speculative
+
+        for mode in exp.speculative:
+            if is_pipeline_draft(mode):
+                if draft is None:
+                    raise _fail(path, f"'{where}.speculative' {mode!r} needs 'model.draft'")
+                continue
+            try:
+                parse_speculative(mode)
+            except BdnscaError as exc:
+                raise _fail(path, f"'{where}.speculative': {exc}") from None
+        experiments.append(exp)
+    return PipelineSpec(
+        path=path,
+        output_dir=out,
+        data=data,
+        tiny=tiny,
+        base=base_model,
+        base_gguf=base_gguf,
+        judges=judges,
+        draft=draft,
+        steps=steps,
+        anchor_model=anchor_model,
+        anchor_run=anchor_run,
+        experiments=experiments,
+    )

@@ -1,0 +1,411 @@
+"""``bdnsca pipeline``: the engine (keys, reuse, resume, half-written nodes) on cheap fake steps,
+the experiment file's one-line errors, promotion through the real gate on planted runs, and the
+tiny pipeline end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bdnsca.errors import BdnscaError
+from bdnsca.pipeline import store
+from bdnsca.pipeline.engine import StepFailed, execute, pipeline_status, run_pipeline
+from bdnsca.pipeline.graph import GraphError, Node, dependents, topological_order
+from bdnsca.pipeline.plan import build_plan, current_anchor
+from bdnsca.pipeline.promote import PromotionRefused, promote
+from bdnsca.pipeline.spec import SpecError, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+# ----------------------------------------------------------------------------- engine on fakes
+
+
+def fake_graph(tmp: Path, b_setting: int = 1) -> dict[str, Node]:
+    """a -> b -> c, a -> d; e alone (reads a file)."""
+    (tmp / "in.txt").exists() or (tmp / "in.txt").write_text("hello")
+    nodes = [
+        Node("a", "write", settings={"v": 1}),
+        Node("b", "write", settings={"v": b_setting}, deps={"up": "a"}),
+        Node("c", "write", settings={"v": 3}, deps={"up": "b"}),
+        Node("d", "write", settings={"v": 4}, deps={"up": "a"}),
+        Node("e", "write", settings={"v": 5}, inputs={"f": tmp / "in.txt"}),
+    ]
+    return {n.name: n for n in nodes}
+
+
+class Recorder:
+    """A step that writes its upstream's text plus its own setting, counting its calls."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[str] = []
+        self.fail_on = fail_on
+
+    def __call__(self, ctx) -> dict:
+        self.calls.append(ctx.name)
+        up = (ctx.deps["up"] / "out.txt").read_text() if "up" in ctx.deps else ""
+        (ctx.out / "out.txt").write_text(up + f"{ctx.name}{ctx.settings['v']};")
+        if ctx.name == self.fail_on:
+            print("about to fail")  # goes to the node's log
+            raise RuntimeError("planted failure")
+        return {"text": (ctx.out / "out.txt").read_text()}
+
+
+def statuses(manifest) -> dict[str, str]:
+    return {k: v["status"] for k, v in manifest["nodes"].items()}
+
+
+def test_second_run_reuses_every_node_and_a_changed_setting_recomputes_exactly_its_dependents(tmp_path):
+    out = tmp_path / "out"
+    rec = Recorder()
+    r1 = execute(fake_graph(tmp_path), out, {"write": rec})
+    assert sorted(rec.calls) == list("abcde")
+    assert set(statuses(r1.manifest).values()) == {"computed"}
+    assert (r1.folders["c"] / "out.txt").read_text() == "a1;b1;c3;"
+
+    rec2 = Recorder()
+    r2 = execute(fake_graph(tmp_path), out, {"write": rec2})
+    assert rec2.calls == []
+    assert set(statuses(r2.manifest).values()) == {"reused"}
+    assert all(v["seconds"] == 0.0 for v in r2.manifest["nodes"].values())
+    assert json.loads((out / "pipeline.json").read_text())["status"] == "ok"
+
+    rec3 = Recorder()
+    nodes = fake_graph(tmp_path, b_setting=2)
+    r3 = execute(nodes, out, {"write": rec3})
+    assert set(rec3.calls) == {"b"} | dependents(nodes, "b") == {"b", "c"}
+    assert (r3.folders["c"] / "out.txt").read_text() == "a1;b2;c3;"
+    assert statuses(r3.manifest) == {
+        "a": "reused",
+        "b": "computed",
+        "c": "computed",
+        "d": "reused",
+        "e": "reused",
+    }
+
+    # an input file's content is part of the key
+    (tmp_path / "in.txt").write_text("changed")
+    rec4 = Recorder()
+    execute(fake_graph(tmp_path, b_setting=2), out, {"write": rec4})
+    assert rec4.calls == ["e"]
+
+
+def test_a_failing_step_stops_with_its_log_and_a_rerun_finishes_without_redoing_finished_nodes(tmp_path):
+    out = tmp_path / "out"
+    failing = Recorder(fail_on="c")
+    with pytest.raises(StepFailed) as err:
+        execute(fake_graph(tmp_path), out, {"write": failing})
+    msg = str(err.value)
+    assert "'c'" in msg and "planted failure" in msg and "\n" not in msg
+    log = Path(re.search(r"log: (\S+)$", msg).group(1))
+    text = log.read_text()
+    assert "about to fail" in text and "RuntimeError: planted failure" in text
+    m = json.loads((out / "pipeline.json").read_text())
+    assert m["status"] == "failed" and m["nodes"]["c"]["status"] == "failed"
+    # c's folder holds its half-written output but no marker: it must never count as finished
+    c_folder = Path(m["nodes"]["c"]["folder"])
+    assert (c_folder / "out.txt").exists() and not (c_folder / store.MARKER).exists()
+    (c_folder / "stale.txt").write_text("left by the interrupted step")
+
+    rec = Recorder()
+    r = execute(fake_graph(tmp_path), out, {"write": rec})
+    done_before = {k for k, v in m["nodes"].items() if v["status"] == "computed"}
+    assert set(rec.calls) == set("abcde") - done_before
+    assert "c" in rec.calls and "a" not in rec.calls and "b" not in rec.calls
+    assert not (r.folders["c"] / "stale.txt").exists()  # the half-written folder was cleared
+    assert r.manifest["status"] == "ok"
+
+
+def test_a_node_whose_marker_is_missing_or_of_another_key_is_recomputed(tmp_path):
+    out = tmp_path / "out"
+    r = execute(fake_graph(tmp_path), out, {"write": Recorder()})
+    (r.folders["d"] / store.MARKER).unlink()
+    marker = json.loads((r.folders["b"] / store.MARKER).read_text())
+    store.write_marker(r.folders["b"], {**marker, "key": "0" * 64})
+    rec = Recorder()
+    execute(fake_graph(tmp_path), out, {"write": rec})
+    assert sorted(rec.calls) == ["b", "d"]  # c keeps its key: b's output is the same computation
+
+
+def test_cycles_and_unknown_dependencies_are_one_line_errors():
+    nodes = {
+        n.name: n
+        for n in [
+            Node("x", "s", deps={"a": "y"}),
+            Node("y", "s", deps={"a": "z"}),
+            Node("z", "s", deps={"a": "x"}),
+        ]
+    }
+    with pytest.raises(GraphError, match=r"^dependency cycle: x -> y -> z -> x$"):
+        topological_order(nodes)
+    with pytest.raises(GraphError, match="'q'"):
+        topological_order({"p": Node("p", "s", deps={"a": "q"})})
+
+
+# ----------------------------------------------------------------------------- the experiment file
+
+
+def write_spec(
+    tmp: Path,
+    extra: str = "",
+    *,
+    model: str = "",
+    steps: str = "",
+    anchor: str = 'model = "base"',
+    exps: str | None = None,
+) -> Path:
+    exps = exps if exps is not None else '[[experiment]]\nname = "one"\nmodel = "dpo"\n'
+    text = f"""
+output_dir = "{tmp / "out"}"
+{extra}
+[data]
+scenarios = "{DATA / "scenarios.jsonl"}"
+corpus = "{DATA / "retrieval_corpus_wide.jsonl"}"
+gold = "{DATA / "retrieval_gold_wide.jsonl"}"
+serving_prompts = "{DATA / "serving_prompts.jsonl"}"
+serving_references = "{DATA / "serving_references.jsonl"}"
+[model]
+tiny = {{ layers = 1, hidden_size = 32 }}
+{model}
+{steps}
+[anchor]
+{anchor}
+{exps}
+"""
+    path = tmp / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"extra": "colour = 1"}, r"unknown key 'colour'"),
+        ({"steps": "[steps.sftt]\nmax_steps = 1"}, r"unknown step 'steps.sftt'"),
+        ({"steps": "[steps.dpo]\nbetaa = 0.1"}, r"unknown key 'steps.dpo.betaa'"),
+        ({"steps": "[steps.reranker]\nepoch = 1"}, r"unknown key 'steps.reranker.epoch'"),
+        ({"anchor": 'run = "nowhere"'}, r"anchor.run = 'nowhere': no such file"),
+        ({"exps": '[[experiment]]\nname = "x"\nmodel = "gpt"'}, r"experiment\[0\].model' must be one of"),
+        ({"exps": '[[experiment]]\nname = "x"\nspeculative = ["draft:4"]'}, r"needs 'model.draft'"),
+    ],
+)
+def test_bad_experiment_files_are_one_line_errors_naming_the_key(tmp_path, kwargs, pattern):
+    path = write_spec(tmp_path, **kwargs)
+    with pytest.raises(SpecError) as err:
+        run_pipeline(path, functions={})
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and re.search(pattern, msg), msg
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_a_missing_data_file_and_an_anchor_that_is_not_a_run_are_named(tmp_path):
+    path = write_spec(tmp_path)
+    path.write_text(path.read_text().replace("scenarios.jsonl", "scenarios-missing.jsonl"))
+    with pytest.raises(SpecError, match=r"data.scenarios = .*scenarios-missing.jsonl.*: no such file"):
+        load_spec(path)
+    (tmp_path / "not_a_run").mkdir()
+    path = write_spec(tmp_path, anchor=f'run = "{tmp_path / "not_a_run"}"')
+    with pytest.raises(SpecError, match=r"is not a run \(no run_config.json\)"):
+        load_spec(path)
+
+
+def test_a_dependency_cycle_in_the_file_is_found_before_any_step_runs(tmp_path):
+    path = write_spec(tmp_path, steps='[steps.sft]\nfrom = "dpo"\n[steps.dpo]\nfrom = "sft"')
+    called = []
+    with pytest.raises(
+        GraphError,
+        match=r"^dependency cycle: .*export:sft.*export:dpo|^dependency cycle: .*export:dpo.*export:sft",
+    ):
+        run_pipeline(path, functions={k: called.append for k in ("tiny_model", "sft", "dpo")})
+    assert called == [] and not (tmp_path / "out" / "nodes").exists()
+
+
+def test_the_cli_prints_one_line_for_a_bad_file(tmp_path):
+    path = write_spec(tmp_path, steps="[steps.sftt]\nmax_steps = 1")
+    p = subprocess.run(
+        [sys.executable, "-m", "bdnsca.cli", "pipeline", "run", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "unknown step 'steps.sftt'" in p.stderr
+
+
+def test_experiments_share_the_nodes_they_have_in_common(tmp_path):
+    exps = "\n".join(
+        f'[[experiment]]\nname = "{n}"\nmodel = "dpo"\nreranker = {r}\nspeculative = {s}\n'
+        for n, r, s in [
+            ("1", "false", '["none"]'),
+            ("2", "true", '["none"]'),
+            ("3", "true", '["none", "prompt-lookup:4", "draft:4"]'),
+        ]
+    )
+    plan = build_plan(load_spec(write_spec(tmp_path, model='draft = "tiny"', exps=exps)))
+    g = plan.gates
+    assert g["1"]["eval"] == g["2"]["eval"] == g["3"]["eval"] == "eval:dpo"
+    assert g["1"]["serve"] == g["2"]["serve"] != g["3"]["serve"]
+    assert (
+        g["1"]["retrieval"] == "retrieval:bm25"
+        and g["2"]["retrieval"] == g["3"]["retrieval"] == "retrieval:reranker"
+    )
+    assert [n for n in plan.nodes if n.startswith("dpo") or n == "sft"] == ["sft", "dpo"]
+
+
+# ----------------------------------------------------------------------------- promotion (real gate)
+
+
+def _fake_functions(quality: dict[str, float]):
+    """Fakes for every step but the gate: model nodes carry a planted quality; the evaluation
+    writes a run whose target arm scores that quality (plus scenario noise) on 40 scenarios."""
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-0.1, 0.1, 40)
+
+    def model(ctx):
+        name = ctx.name.replace("export:", "")
+        (ctx.out / "model.json").write_text(json.dumps({"hf": None, "gguf": "x.gguf", "name": name}))
+
+    def evaluate(ctx):
+        name = json.loads((ctx.deps["model"] / "model.json").read_text())["name"]
+        run = ctx.out / "run"
+        (run / "scores").mkdir(parents=True)
+        (run / "run_config.json").write_text(json.dumps({"target_arm": "target", "baseline_arm_ids": []}))
+        with open(run / "scores" / "target.jsonl", "w") as f:
+            for i in range(40):
+                q = quality[name] + noise[i]
+                f.write(
+                    json.dumps(
+                        {
+                            "scenario_id": f"s{i:02d}",
+                            "repeat_index": 0,
+                            "ok": True,
+                            "arm_id": "target",
+                            "overall_quality": q,
+                            "context_relevance": q,
+                        }
+                    )
+                    + "\n"
+                )
+
+    noop = lambda ctx: None  # noqa: E731
+    return {
+        "tiny_model": model,
+        "export": model,
+        "evaluate": evaluate,
+        **{
+            k: noop
+            for k in (
+                "sft_data",
+                "sft",
+                "preferences",
+                "dpo",
+                "index",
+                "mine",
+                "reranker",
+                "retrieval",
+                "serve",
+            )
+        },
+    }
+
+
+def test_a_better_candidate_is_promoted_and_a_worse_one_is_not(tmp_path):
+    exps = '[[experiment]]\nname = "better"\nmodel = "dpo"\n[[experiment]]\nname = "worse"\nmodel = "sft"\n'
+    path = write_spec(tmp_path, steps="[steps.gate]\nresamples = 1000\nallow_missing = true", exps=exps)
+    out = tmp_path / "out"
+    fns = _fake_functions({"base": 0.5, "sft": 0.4, "dpo": 0.6})
+    res = run_pipeline(path, functions=fns)
+    assert "| better | **PASS** |" in res.table and "| worse | **FAIL** |" in res.table
+    anchors = out / "anchors"
+
+    with pytest.raises(
+        PromotionRefused,
+        match=r"gate of 'worse' failed \(paired_quality overall_quality fail: .*anchor unchanged",
+    ):
+        promote(path, "worse")
+    assert current_anchor(out) is None and not (anchors / "current").is_symlink()
+
+    pr = promote(path, "better")
+    link = anchors / "current"
+    assert link.is_symlink() and link.resolve() == pr.anchor.resolve()
+    promoted = json.loads((pr.anchor / "promoted.json").read_text())
+    gate_folder = Path(res.manifest["nodes"]["gate:better"]["folder"])
+    from bdnsca.data.io import file_sha256
+
+    assert promoted["experiment"] == "better"
+    assert promoted["gate_report_sha256"] == file_sha256(gate_folder / "gate_report.json")
+    assert promoted["manifest_sha256"] == file_sha256(out / "pipeline.json")
+    assert (pr.anchor / "run_config.json").exists() and (pr.anchor / "scores" / "target.jsonl").exists()
+
+    # the anchor moved: the old gates are stale, so nothing is promoted before a new run
+    with pytest.raises(PromotionRefused, match="has not run with the current inputs"):
+        promote(path, "better")
+    res2 = run_pipeline(path, functions=fns)
+    recomputed = {k for k, v in res2.manifest["nodes"].items() if v["status"] == "computed"}
+    assert recomputed == {"gate:better", "gate:worse"}
+    assert res2.manifest["anchor"] == {"kind": "folder", "path": str(pr.anchor.resolve())}
+    # against the promoted anchor (0.6), the worse candidate fails again and the pointer stays
+    with pytest.raises(PromotionRefused):
+        promote(path, "worse")
+    assert link.resolve() == pr.anchor.resolve()
+    assert {p.name for p in anchors.iterdir() if not p.name.startswith(".")} == {"current", pr.anchor.name}
+
+
+# ----------------------------------------------------------------------------- the tiny pipeline
+
+
+def _tiny_copy(tmp: Path) -> Path:
+    text = (ROOT / "examples" / "tiny.toml").read_text()
+    text = text.replace('"../data/', f'"{DATA}/').replace('"../runs/pipeline-tiny"', f'"{tmp / "out"}"')
+    path = tmp / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+TRAINING_STEPS = {"tiny_model", "sft", "dpo", "reranker", "export"}
+
+
+@pytest.mark.slow
+def test_the_tiny_pipeline_runs_end_to_end_then_reuses_everything_then_recomputes_only_dependents(tmp_path):
+    pytest.importorskip("llama_cpp", reason="the tiny pipeline serves GGUF models with llama-cpp-python")
+    pytest.importorskip("trl", reason="the tiny pipeline trains with trl")
+    path = _tiny_copy(tmp_path)
+    res = run_pipeline(path)
+    m = res.manifest
+    assert m["status"] == "ok" and set(statuses(m).values()) == {"computed"}
+    assert len(res.table.splitlines()) == 2 + 3
+    for name in ("1-sft-dpo", "2-reranker", "3-speculative"):
+        assert re.search(rf"^\| {name} \| \*\*(PASS|FAIL)\*\* \|", res.table, re.M)
+    assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "frontier.png").exists()
+    trained = {k for k, v in m["nodes"].items() if v["step"] in TRAINING_STEPS}
+    assert {"sft", "dpo", "reranker", "export:sft", "export:dpo"} <= trained
+
+    again = run_pipeline(path)
+    assert set(statuses(again.manifest).values()) == {"reused"}
+    assert sum(v["seconds"] for v in again.manifest["nodes"].values()) == 0.0
+    assert again.table == res.table
+
+    path.write_text(
+        path.read_text().replace("[steps.reranker]\nmax_steps = 4", "[steps.reranker]\nmax_steps = 5")
+    )
+    plan_nodes = build_plan(load_spec(path)).nodes
+    third = run_pipeline(path)
+    computed = {k for k, v in third.manifest["nodes"].items() if v["status"] == "computed"}
+    assert computed == {"reranker"} | dependents(plan_nodes, "reranker")
+    assert computed == {"reranker", "retrieval:reranker", "gate:2-reranker", "gate:3-speculative"}
+    assert [s for n, s in pipeline_status(path)] == ["finished"] * len(plan_nodes)
+
+
+def test_status_lists_what_would_run(tmp_path):
+    path = write_spec(tmp_path)
+    states = pipeline_status(path)
+    assert states and {s for _, s in states} == {"to run"}
+    names = [n.name for n, _ in states]
+    assert names.index("sft") < names.index("export:sft") < names.index("dpo") < names.index("gate:one")
+    with pytest.raises(BdnscaError):
+        promote(path, "nope")
