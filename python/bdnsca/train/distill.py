@@ -4,18 +4,28 @@ with the SFT trainer (:mod:`bdnsca.train.sft`), so it predicts what the target w
 property speculative decoding's acceptance rate rests on. Draft and target share one tokenizer
 (a draft with another vocabulary is refused; ``draft_init="tiny"`` builds a tiny Llama on the
 target's tokenizer). With ``gguf`` the draft is written as ``draft/model.gguf`` for serve-bench's
-``draft:PATH:N``.
+``draft:PATH:N`` (and a tiny initial draft as ``draft_init/model.gguf``, the "before" to compare).
 
-Output folder: ``target_responses.jsonl`` (the distillation set), ``sft/`` (train-sft's output),
-``draft/`` (the draft's full weights and tokenizer, ``model.gguf``), ``distill.json`` (settings,
-greedy next-token agreement with the target before and after).
+Output folder: ``target_responses.jsonl`` (the distillation set), ``draft_init/`` (a tiny initial
+draft), ``sft/`` (train-sft's output), ``draft/`` (the draft's full weights and tokenizer,
+``model.gguf``), ``distill.json`` (settings, greedy next-token agreement with the target before
+and after). Prompts are encoded as serve-bench encodes them: BOS + the prompt text, or the chat
+template with ``chat``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+from bdnsca.data.io import iter_jsonl, write_json, write_jsonl
+from bdnsca.errors import BdnscaError, DataError
+
+SUMMARY_FILE = "distill.json"
+RESPONSES_FILE = "target_responses.jsonl"
 
 
 @dataclass
@@ -49,11 +59,47 @@ class DistillConfig:
     gguf: bool = False
     resume: bool = False
 
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise BdnscaError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.samples_per_prompt < 1:
+            raise BdnscaError(f"--samples-per-prompt must be >= 1, got {self.samples_per_prompt}")
+        if self.samples_per_prompt > 1 and not self.do_sample:
+            raise BdnscaError("--samples-per-prompt above 1 needs --sample (greedy answers are all the same)")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise BdnscaError("temperature must be > 0 and top-p in (0, 1]")
+        if self.tiny_layers < 1 or self.tiny_hidden_size < 16 or self.tiny_hidden_size % 16:
+            raise BdnscaError("a tiny draft needs >= 1 layer and a hidden size that is a multiple of 16")
+
+
+# ----------------------------------------------------------------------------- pieces
+
 
 def read_prompts(path: str | os.PathLike[str]) -> list[str]:
     """The ``prompt`` strings of a JSONL file, in order; a row without one, or an empty file, is
     a ``DataError`` naming the file and line."""
-    raise NotImplementedError
+    out = []
+    for lineno, row in iter_jsonl(path):
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(path, lineno, "missing or empty field 'prompt'")
+        out.append(prompt)
+    if not out:
+        raise DataError(path, None, "no prompts (the file is empty)")
+    return out
+
+
+def encode_prompt(tokenizer, prompt: str, chat: bool = False) -> list[int]:
+    """The prompt's token ids as the model sees them: the tokenizer's special tokens (BOS) and the
+    text, or the chat template with the generation prompt."""
+    if chat:
+        if not tokenizer.chat_template:
+            raise BdnscaError("--chat: the target's tokenizer has no chat template")
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt)["input_ids"]
 
 
 def generate_responses(
@@ -69,21 +115,259 @@ def generate_responses(
     chat: bool = False,
 ) -> list[str]:
     """The model's continuation of each prompt (HF ``generate``, batch of one, stopping at EOS),
-    decoded without special tokens."""
-    raise NotImplementedError
+    decoded without special tokens. Sampling is seeded once, so a run is reproducible."""
+    import torch
+
+    torch.manual_seed(seed)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = torch.tensor([encode_prompt(tokenizer, prompt, chat)])
+            kwargs: dict[str, Any] = {"do_sample": do_sample}
+            if do_sample:
+                kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            gen = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **kwargs,
+            )
+            out.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
+    return out
 
 
-def next_token_agreement(draft, target, tokenizer, prompts: list[str], completions: list[str]) -> float:
+def next_token_agreement(
+    draft, target, tokenizer, prompts: list[str], completions: list[str], chat: bool = False
+) -> float:
     """The share of positions, over each prompt followed by the target's completion, at which the
-    draft's greedy next token equals the target's: what a speculative step gets accepted on."""
-    raise NotImplementedError
+    draft's greedy next token equals the target's: what a speculative step gets accepted on.
+    Counted at the positions that predict a completion token."""
+    import torch
+
+    agree = total = 0
+    draft.eval()
+    target.eval()
+    with torch.no_grad():
+        for prompt, completion in zip(prompts, completions, strict=True):
+            p = encode_prompt(tokenizer, prompt, chat)
+            c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+            if not c:
+                continue
+            ids = torch.tensor([p + c])
+            span = slice(len(p) - 1, len(p) + len(c) - 1)
+            d = draft(input_ids=ids).logits[0, span].argmax(-1)
+            t = target(input_ids=ids).logits[0, span].argmax(-1)
+            agree += int((d == t).sum())
+            total += len(c)
+    if total == 0:
+        raise BdnscaError("no completion tokens to measure agreement on (the target answered nothing)")
+    return agree / total
+
+
+def check_same_tokenizer(target_tok, draft_tok, target: str, draft: str) -> None:
+    """Raises unless the draft's tokenizer maps every token as the target's, with the same
+    special tokens: a draft's guesses are target token ids."""
+    tv, dv = target_tok.get_vocab(), draft_tok.get_vocab()
+    if len(tv) != len(dv):
+        raise BdnscaError(
+            f"draft {draft} has a vocabulary of {len(dv)} tokens, the target {target} has {len(tv)}: "
+            "a draft must share the target's tokenizer (--draft-init tiny, or tiny-model --tokenizer-from)"
+        )
+    diff = next((t for t, i in tv.items() if dv.get(t) != i), None)
+    if diff is not None:
+        raise BdnscaError(
+            f"draft {draft} has another vocabulary than the target {target}: token {diff!r} is "
+            f"{dv.get(diff)} in the draft and {tv[diff]} in the target"
+        )
+    for name in ("bos_token_id", "eos_token_id"):
+        if getattr(target_tok, name) != getattr(draft_tok, name):
+            raise BdnscaError(f"draft {draft} and target {target} differ in {name}")
+
+
+def _tiny_draft(cfg: DistillConfig, dest: Path) -> None:
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
+
+    heads = cfg.tiny_hidden_size // 16
+    kv = 2 if heads % 2 == 0 else 1
+    tiny = TinyModelConfig(
+        layers=cfg.tiny_layers, hidden_size=cfg.tiny_hidden_size, heads=heads, kv_heads=kv, seed=cfg.seed
+    )
+    make_tiny_model(dest, tiny, tokenizer_from=cfg.target, gguf=cfg.gguf)
+
+
+OUTPUT_NAMES = frozenset(
+    {SUMMARY_FILE, RESPONSES_FILE, "distill_dataset.jsonl", "sft", "draft", "draft_init"}
+)
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuses an output folder that holds anything but an earlier distill-draft's output."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise BdnscaError(f"{out} exists and is not a folder")
+    names = sorted(p.name for p in out.iterdir())
+    if names and not set(names) <= OUTPUT_NAMES:
+        raise BdnscaError(
+            f"{out} holds files that are not a distill-draft output ({', '.join(names[:3])}); "
+            "choose a new or empty folder"
+        )
+
+
+# ----------------------------------------------------------------------------- the whole job
 
 
 def distill_draft(cfg: DistillConfig) -> dict[str, Any]:
     """Generates the target's responses, trains the draft on them with ``train_sft`` (full
     fine-tune or LoRA merged into full weights), writes the output folder (and GGUF) and returns
     the summary written to ``distill.json`` (``agreement_before``, ``agreement_after``, paths)."""
-    raise NotImplementedError
+    cfg.validate()
+    out = Path(cfg.output_dir)
+    _check_output_dir(out)
+    prompts = read_prompts(cfg.prompts)
+    started = time.perf_counter()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bdnsca.train.common import save_pretrained_folder
+    from bdnsca.train.sft import SFTTrainingConfig, train_sft
+
+    if not (Path(cfg.target) / "config.json").exists():
+        raise BdnscaError(f"--target {cfg.target}: no config.json (not a model folder)")
+    tok = AutoTokenizer.from_pretrained(cfg.target)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    out.mkdir(parents=True, exist_ok=True)
+    tiny = cfg.draft_init == "tiny"
+    if tiny:
+        init_dir = out / "draft_init"
+        if not (cfg.resume and (init_dir / "config.json").exists()):
+            _tiny_draft(cfg, init_dir)
+    else:
+        init_dir = Path(cfg.draft_init)
+        if not (init_dir / "config.json").exists():
+            raise BdnscaError(f"--draft-init {cfg.draft_init}: no config.json (a model folder, or 'tiny')")
+        check_same_tokenizer(tok, AutoTokenizer.from_pretrained(init_dir), cfg.target, str(init_dir))
+    full = tiny if cfg.full_finetune is None else cfg.full_finetune
+    lr = cfg.learning_rate if cfg.learning_rate is not None else (1e-3 if full else 2e-4)
+
+    target = AutoModelForCausalLM.from_pretrained(cfg.target)
+    responses_path = out / RESPONSES_FILE
+    generate_s = None
+    if cfg.resume and responses_path.exists():
+        rows = [r for _, r in iter_jsonl(responses_path)]
+    else:
+        t0 = time.perf_counter()
+        rows = []
+        for k in range(cfg.samples_per_prompt):
+            texts = generate_responses(
+                target, tok, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
+                temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + k, chat=cfg.chat,
+            )  # fmt: skip
+            rows += [
+                {"prompt_index": i, "sample_index": k, "prompt": p, "response": r}
+                for i, (p, r) in enumerate(zip(prompts, texts, strict=True))
+            ]
+        generate_s = time.perf_counter() - t0
+        write_jsonl(responses_path, rows)
+    train_rows = [r for r in rows if r["response"].strip()]
+    if not train_rows:
+        raise BdnscaError("the target answered every prompt with nothing (EOS first); nothing to distill")
+    dataset = out / "distill_dataset.jsonl"
+    chat_row = lambda r: {  # noqa: E731
+        "prompt": [{"role": "user", "content": r["prompt"]}],
+        "completion": [{"role": "assistant", "content": r["response"]}],
+    }
+    write_jsonl(
+        dataset,
+        [
+            chat_row(r) if cfg.chat else {"prompt": r["prompt"], "completion": r["response"]}
+            for r in train_rows
+        ],
+    )
+
+    measure_p = [r["prompt"] for r in train_rows]
+    measure_c = [r["response"] for r in train_rows]
+    draft0 = AutoModelForCausalLM.from_pretrained(init_dir)
+    before = next_token_agreement(draft0, target, tok, measure_p, measure_c, cfg.chat)
+    del draft0
+
+    sft_cfg = SFTTrainingConfig(
+        dataset=str(dataset),
+        base_model=str(init_dir),
+        output_dir=str(out / "sft"),
+        learning_rate=lr,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        resume=cfg.resume,
+        quantization="none" if full else "auto",
+        full_finetune=full,
+        save_steps=max(cfg.max_steps, 25) if cfg.max_steps > 0 else 500,
+        logging_steps=1,
+    )
+    metrics = train_sft(sft_cfg)
+
+    if full:
+        draft = AutoModelForCausalLM.from_pretrained(out / "sft")
+    else:
+        from peft import PeftModel
+
+        draft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(init_dir), out / "sft")
+        draft = draft.merge_and_unload()
+    draft = draft.to(torch.float32)
+
+    def extra(stage: Path) -> None:
+        if cfg.gguf:
+            from bdnsca.train.gguf import write_llama_gguf
+
+            write_llama_gguf(draft, tok, stage / "model.gguf")
+
+    save_pretrained_folder(out / "draft", draft, tok, extra=extra)
+    after = next_token_agreement(draft, target, tok, measure_p, measure_c, cfg.chat)
+    train = metrics["train"]
+    summary = {
+        "settings": asdict(cfg),
+        "full_finetune": full,
+        "learning_rate": lr,
+        "prompts": len(prompts),
+        "responses": len(rows),
+        "empty_responses_skipped": len(rows) - len(train_rows),
+        "train_steps": metrics["train_steps"],
+        "train_loss_first": train[0]["loss"] if train else None,
+        "train_loss_last": train[-1]["loss"] if train else None,
+        "agreement_before": before,
+        "agreement_after": after,
+        "agreement_measured_on": "the target's responses to the training prompts (greedy next token)",
+        "target": cfg.target,
+        "draft_init_dir": str(init_dir),
+        "draft_dir": str(out / "draft"),
+        "gguf": str(out / "draft" / "model.gguf") if cfg.gguf else None,
+        "gguf_before": str(init_dir / "model.gguf")
+        if cfg.gguf and (init_dir / "model.gguf").exists()
+        else None,
+        "responses_file": str(responses_path),
+        "generate_s": generate_s,
+        "total_s": time.perf_counter() - started,
+    }
+    write_json(out / SUMMARY_FILE, summary)
+    return summary
 
 
-__all__ = ["DistillConfig", "distill_draft", "generate_responses", "next_token_agreement", "read_prompts"]
+__all__ = [
+    "DistillConfig",
+    "check_same_tokenizer",
+    "distill_draft",
+    "encode_prompt",
+    "generate_responses",
+    "next_token_agreement",
+    "read_prompts",
+]
