@@ -379,22 +379,41 @@ def test_bad_input_is_one_line_before_any_generation(world, tmp_path):
 
 
 @pytest.mark.slow
-def test_chain_generate_judge_build_preferences(world, tmp_path):
-    r = _cli("generate", "--scenarios", world / "scenarios.jsonl", "--arms", world / "arms.toml",
+def test_chain_generate_score_judge_build_preferences_on_the_bundled_scenarios(world, tmp_path):
+    """The issue's chain, as a user runs it, on the bundled scenarios: generate (a retrieval arm over
+    the bundled corpus's index and a no-context arm) -> score -> judge (two tiny judges, on a
+    seeded sample of 40 scenarios to keep CI short) -> build-preferences reads the judge's CSV."""
+    bundled = ROOT / "data" / "scenarios.jsonl"
+    scenarios = [json.loads(x) for x in bundled.read_text(encoding="utf-8").splitlines() if x.strip()]
+    assert len(scenarios) >= 100
+    r = _cli("generate", "--scenarios", bundled, "--arms", world / "arms.toml",
              "--output-root", tmp_path, "--max-tokens", "12", "--n-threads", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
     (run,) = tmp_path.iterdir()
-    from bdnsca.cli._common import cli
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["n_scenarios"] == len(scenarios)
+    sids = [s["scenario_id"] for s in scenarios]
+    texts = {}
+    for arm in ("rag_contextual", "plain_baseline"):
+        rows = [json.loads(x) for x in (run / "responses" / f"{arm}.jsonl").read_text().splitlines()]
+        assert [row["scenario_id"] for row in rows] == sids and all(row["ok"] for row in rows)
+        assert all((row["retrieved_doc_ids"] is not None) == (arm == "rag_contextual") for row in rows)
+        texts[arm] = {row["scenario_id"]: row["response"] for row in rows}
 
-    if "score" in cli.commands:
-        r = _cli("score", "--run-dir", run)
-        assert r.returncode == 0, r.stderr
+    r = _cli("score", "--run-dir", run, "--resamples", "200")
+    assert r.returncode == 0, r.stderr
+    for arm in ("rag_contextual", "plain_baseline"):
+        scored = [json.loads(x) for x in (run / "scores" / f"{arm}.jsonl").read_text().splitlines()]
+        assert [row["scenario_id"] for row in scored] == sids
+        for row in scored:
+            assert 0.0 <= row["overall_quality"] <= 1.0 and 0.0 <= row["lexical_richness"] <= 1.0
+
     judges = [world / "gen_a" / "model.gguf", world / "gen_b" / "model.gguf"]
-    r = _cli("judge", "--run-dir", run, "--judge", judges[0], "--judge", judges[1],
-             "--temperatures", "0.0,0.7", "--n-threads", "1")  # fmt: skip
+    r = _cli("judge", "--run-dir", run, "--judge", judges[0], "--judge", judges[1], "--temperatures", "0.7",
+             "--max-scenarios", "40", "--sample-seed", "3", "--n-threads", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "judge_summary.json").read_text())
-    assert len(summary["annotators"]) == 4
+    assert len(summary["annotators"]) == 2 and summary["scenarios"]["judged"] == 40
     assert summary["self_judging"] == [  # each judge also generated an arm
         {"judge": "gen_a_model", "arm_id": "rag_contextual"},
         {"judge": "gen_b_model", "arm_id": "plain_baseline"},
@@ -406,17 +425,34 @@ def test_chain_generate_judge_build_preferences(world, tmp_path):
     for q in requests:
         low = q["prompt"].lower()
         assert not [w for w in forbidden if w.lower() in low], q["prompt"]
-    _assert_both_orders(requests, n_annotators=4)
+    _assert_both_orders(requests, n_annotators=2)
+
     from bdnsca.prefs.ratings import read_ratings
 
     ratings = read_ratings(run / "judge_ratings.csv", (1, 5))
     assert ratings.metrics == list(METRICS) and set(ratings.arms) == {"rag_contextual", "plain_baseline"}
+    with open(run / "judge_ratings.csv", newline="", encoding="utf-8") as f:
+        csv_rows = list(csv.DictReader(f))
+    overall: dict = {}
+    for row in csv_rows:
+        overall.setdefault((row["scenario_id"], row["arm_id"]), []).append(float(row["overall_quality"]))
+    rated = {sid for sid, _ in overall}
+    assert len(rated) == 40 and rated <= set(sids)
     r = _cli("build-preferences", "--run-dir", run, "--human-eval-file", run / "judge_ratings.csv",
              "--target-arm", "rag_contextual", "--baseline-arms", "plain_baseline",
              "--min-margin", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
     pref = json.loads((run / "preference_dataset_summary.json").read_text())
-    assert pref["rated_scenarios"] == 3
+    assert pref["rated_scenarios"] == 40 and pref["scenarios"] == len(scenarios)
+    pairs = [json.loads(x) for x in (run / "preference_dataset.jsonl").read_text().splitlines()]
+    # recomputed from the CSV: a pair where the target's mean overall rating beats the baseline's
+    mean = {k: sum(v) / len(v) for k, v in overall.items()}
+    want = {s for s in rated if mean[(s, "rag_contextual")] > mean[(s, "plain_baseline")]}
+    assert want, "the tiny judges never preferred the target: the pairs would prove nothing"
+    assert {p["metadata"]["scenario_id"] for p in pairs} == want and len(pairs) == len(want)
+    for p in pairs:
+        sid = p["metadata"]["scenario_id"]
+        assert p["chosen"] == texts["rag_contextual"][sid] and p["rejected"] == texts["plain_baseline"][sid]
 
 
 def _assert_both_orders(requests, n_annotators):
