@@ -87,7 +87,8 @@ def promote(spec_path: str | os.PathLike[str], experiment: str) -> PromotionResu
             " ".join(str(x) for x in (c["check"], c.get("metric") or c.get("baseline")) if x)
             + f" {c['status']}: {c.get('reason')}"
             for c in report.get("checks", [])
-            if c.get("status") != "pass"
+            if c.get("status") == "fail"
+            or (c.get("status") == "not_evaluated" and not report.get("settings", {}).get("allow_missing"))
         )
         raise PromotionRefused(f"gate of {experiment!r} failed ({why}); anchor unchanged")
 

@@ -4,6 +4,7 @@ and the frontier plot of every serving configuration the pipeline measured."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,10 @@ def plot_all_frontiers(summaries: dict[str, Path], path: Path) -> bool:
         for c in s.get("configs", []):
             x, y = c["total_ms"]["mean"], c["quality"]["score"]
             if x is not None and y is not None:
-                points.append((f"{model}|{c['name'].split('|', 1)[-1]}", float(x), float(y)))
+                mode = re.sub(r"^draft:.*:(\d+)$", r"draft:\1", c["name"].split("|", 1)[-1])
+                label = f"{model}|{mode}"
+                seen = sum(p[0].split(" #")[0] == label for p in points)
+                points.append((label + (f" #{seen + 1}" if seen else ""), float(x), float(y)))
     if not points:
         return False
     xy = np.array([[x, y] for _, x, y in points])
