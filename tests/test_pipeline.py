@@ -409,3 +409,26 @@ def test_status_lists_what_would_run(tmp_path):
     assert names.index("sft") < names.index("export:sft") < names.index("dpo") < names.index("gate:one")
     with pytest.raises(BdnscaError):
         promote(path, "nope")
+
+
+def test_a_distilled_draft_hangs_off_the_served_model_and_trains_on_prompts_kept_from_serving(tmp_path):
+    exps = '[[experiment]]\nname = "s"\nmodel = "dpo"\nspeculative = ["none", "draft:4"]\n'
+    path = write_spec(tmp_path, model='draft = "distill"', steps="[steps.distill]\nmax_steps = 3", exps=exps)
+    plan = build_plan(load_spec(path))
+    node = plan.nodes["distill:dpo"]
+    assert node.deps == {"target": "export:dpo", "prompts": "sft-data"} and node.settings == {"max_steps": 3}
+    serve = plan.nodes[plan.gates["s"]["serve"]]
+    assert serve.deps == {"model": "export:dpo", "draft": "distill:dpo"}
+    assert "prompts" in serve.inputs and "draft" not in plan.nodes
+    # a changed distillation setting touches only the draft, the serving bench using it and its gate
+    from bdnsca.pipeline.engine import plan_keys
+
+    before = {n.name: n.key for n in plan_keys(plan.nodes)}
+    path.write_text(path.read_text().replace("max_steps = 3", "max_steps = 4"))
+    after = {n.name: n.key for n in plan_keys(build_plan(load_spec(path)).nodes)}
+    changed = {k for k in before if before[k] != after[k]}
+    assert (
+        changed
+        == {"distill:dpo", serve.name, "gate:s"}
+        == {"distill:dpo"} | dependents(plan.nodes, "distill:dpo")
+    )

@@ -90,7 +90,9 @@ def build_plan(spec: PipelineSpec) -> Plan:
     draft_deps: dict[str, str] = {}
     draft_inputs: dict[str, Path] = {}
     if needs_draft:
-        if spec.draft == "tiny":
+        if spec.draft == "distill":
+            pass  # one distilled draft per served model: see serve_node
+        elif spec.draft == "tiny":
             tiny = dict(spec.tiny or {})
             tiny.update(layers=1, seed=int(tiny.get("seed", 0)) + 2)
             plan.add(Node("draft", "tiny_model", settings=tiny, deps={"tokenizer": "base"}))
@@ -118,14 +120,8 @@ def build_plan(spec: PipelineSpec) -> Plan:
         if model == "sft":
             sft = s("sft")
             src = sft.pop("from")
-            plan.add(
-                Node(
-                    "sft-data",
-                    "sft_data",
-                    settings={"skip": max_scenarios, "rows": sft.pop("rows", 64)},
-                    inputs={"scenarios": d["scenarios"]},
-                )
-            )
+            sft.pop("rows", None)
+            sft_data()
             plan.add(
                 Node("sft", "sft", settings=sft, deps={"data": "sft-data", "model": model_node_lazy(src)})
             )
@@ -196,8 +192,32 @@ def build_plan(spec: PipelineSpec) -> Plan:
 
     serve_settings = s("serve")
 
+    def sft_data() -> str:
+        sft = s("sft")
+        return plan.add(
+            Node(
+                "sft-data",
+                "sft_data",
+                settings={"skip": max_scenarios, "rows": sft.get("rows", 64)},
+                inputs={"scenarios": d["scenarios"]},
+            )
+        )
+
+    def distill_node(model: str) -> str:
+        """A draft distilled from ``model`` on the SFT prompts (held out from serving)."""
+        return plan.add(
+            Node(
+                f"distill:{model}",
+                "distill",
+                settings=s("distill"),
+                deps={"target": model_node_lazy(model), "prompts": sft_data()},
+            )
+        )
+
     def serve_node(model: str, modes: list[str]) -> str:
         modes, draft = _speculative(spec, modes)
+        if draft and spec.draft == "distill":
+            draft_deps["draft"] = distill_node(model)
         return plan.add(
             Node(
                 f"serve:{model}:{','.join(modes)}",

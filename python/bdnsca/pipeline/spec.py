@@ -14,7 +14,8 @@ naming the file and the key (``examples/tiny.toml: unknown key 'steps.sft.epoch'
     [model]
     tiny = { layers = 2, hidden_size = 64 }     # or base = "HF folder" (+ gguf = "base.gguf")
     judges = ["tiny"]                           # GGUF paths, or "tiny": a tiny judge built here
-    draft = "tiny"                              # the draft for draft:N modes (GGUF path or "tiny")
+    draft = "distill"     # the draft for draft:N modes: a GGUF path, "tiny", or "distill" (distil-draft
+                          # a tiny draft from each served model on the SFT prompts)
     [steps.sft]                                 # the settings of each step (see STEP_KEYS)
     max_steps = 4
     [anchor]
@@ -41,6 +42,7 @@ from typing import Any
 from bdnsca.errors import BdnscaError
 
 STEPS = ("sft", "dpo", "preferences", "reranker", "mine", "export", "eval", "judge", "score", "serve", "gate")
+STEPS += ("distill",)
 MODELS = ("base", "sft", "dpo")
 TOP_KEYS = {"output_dir", "data", "model", "steps", "anchor", "experiment"}
 DATA_KEYS = {"scenarios", "corpus", "gold", "serving_prompts", "serving_references"}
@@ -128,6 +130,10 @@ def step_keys(step: str) -> set[str]:
         from bdnsca.serve.bench import ServeBenchSettings
 
         return _dataclass_keys(ServeBenchSettings)
+    if step == "distill":
+        from bdnsca.train.distill import DistillConfig
+
+        return _dataclass_keys(DistillConfig) - {"target", "draft_init", "gguf"}
     if step == "gate":
         from bdnsca.eval.gate_checks import GateSettings
 
@@ -159,6 +165,7 @@ class PipelineSpec:
     judges: list[str]
     """GGUF paths (absolute) or "tiny"."""
     draft: str | None
+    """A GGUF path, "tiny" or "distill"."""
     steps: dict[str, dict[str, Any]]
     anchor_model: str | None
     anchor_run: Path | None
@@ -238,7 +245,7 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
     if "tiny" in judges and tiny is None:
         raise _fail(path, "'model.judges' names 'tiny' but there is no 'model.tiny'")
     draft = model_t.get("draft")
-    if draft is not None and draft != "tiny":
+    if draft is not None and draft not in ("tiny", "distill"):
         draft = str(_file(path, base, draft, "model.draft"))
     if draft == "tiny" and tiny is None:
         raise _fail(path, "'model.draft' is 'tiny' but there is no 'model.tiny'")

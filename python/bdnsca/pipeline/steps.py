@@ -213,6 +213,20 @@ def dpo(ctx: StepContext) -> dict[str, Any]:
     return _training_summary(train_preferences(cfg))
 
 
+def distill(ctx: StepContext) -> dict[str, Any]:
+    """``distill-draft``: a tiny draft trained on the target's own answers to the SFT prompts
+    (not the serving prompts it is then measured on), written with its GGUF."""
+    from bdnsca.train.distill import DistillConfig, distill_draft
+
+    s = {"tiny_hidden_size": 64, **ctx.settings}
+    res = distill_draft(DistillConfig(
+        target=read_model(ctx.deps["target"])["hf"], draft_init="tiny",
+        prompts=str(ctx.deps["prompts"] / "sft.jsonl"), output_dir=str(ctx.out / "distill"), gguf=True, **s,
+    ))  # fmt: skip
+    info = _write_model(ctx, Path(res["draft_dir"]), Path(res["gguf"]))
+    return {**info, "agreement_before": res["agreement_before"], "agreement_after": res["agreement_after"]}
+
+
 # ----------------------------------------------------------------------------- retrieval
 
 
@@ -410,6 +424,7 @@ STEP_FUNCTIONS: dict[str, Callable[[StepContext], dict[str, Any] | None]] = {
     "sft": sft,
     "preferences": preferences,
     "dpo": dpo,
+    "distill": distill,
     "index": index,
     "mine": mine,
     "reranker": reranker,
