@@ -432,3 +432,41 @@ def test_a_distilled_draft_hangs_off_the_served_model_and_trains_on_prompts_kept
         == {"distill:dpo", serve.name, "gate:s"}
         == {"distill:dpo"} | dependents(plan.nodes, "distill:dpo")
     )
+
+
+def test_a_step_raising_mid_pipeline_then_a_rerun_redoes_only_that_step_and_what_follows(tmp_path):
+    path = write_spec(tmp_path, steps="[steps.gate]\nresamples = 1000\nallow_missing = true")
+    fns = _fake_functions({"base": 0.5, "sft": 0.4, "dpo": 0.6})
+    calls: list[str] = []
+
+    def boom(ctx):
+        calls.append(ctx.name)
+        (ctx.out / "adapter").mkdir()  # half-written output
+        raise KeyError("planted crash inside dpo")
+
+    with pytest.raises(
+        StepFailed, match=r"step 'dpo' failed \(KeyError: 'planted crash inside dpo'\); log: "
+    ):
+        run_pipeline(path, functions={**fns, "dpo": boom})
+    first = json.loads((tmp_path / "out" / "pipeline.json").read_text())
+    finished = {k for k, v in first["nodes"].items() if v["status"] == "computed"}
+    assert first["nodes"]["dpo"]["status"] == "failed" and "export:sft" in finished
+
+    ran: list[str] = []
+    from bdnsca.pipeline.steps import gate
+
+    recorded = {k: _recording(f, ran) for k, f in {**fns, "gate": gate}.items()}
+    res = run_pipeline(path, functions=recorded)
+    plan_nodes = build_plan(load_spec(path)).nodes
+    assert set(ran) == set(plan_nodes) - finished
+    assert "dpo" in ran and not set(ran) & finished
+    assert not (res.folders["dpo"] / "adapter").exists()  # the half-written folder was cleared
+    assert res.manifest["status"] == "ok" and calls == ["dpo"]
+
+
+def _recording(fn, ran: list[str]):
+    def wrapped(ctx):
+        ran.append(ctx.name)
+        return fn(ctx)
+
+    return wrapped
