@@ -192,6 +192,8 @@ tiny = {{ layers = 1, hidden_size = 32 }}
         ({"steps": "[steps.reranker]\nepoch = 1"}, r"unknown key 'steps.reranker.epoch'"),
         ({"anchor": 'run = "nowhere"'}, r"anchor.run = 'nowhere': no such file"),
         ({"exps": '[[experiment]]\nname = "x"\nmodel = "gpt"'}, r"experiment\[0\].model' must be one of"),
+        ({"steps": "[steps.gate]\nalpha = 2.0"}, r"steps.gate: --alpha must be in \(0, 1\), got 2.0"),
+        ({"steps": '[steps.eval]\nmax_tokens = "ten"'}, r"steps.eval: .*str"),
         ({"exps": '[[experiment]]\nname = "x"\nspeculative = ["draft:4"]'}, r"needs 'model.draft'"),
     ],
 )

@@ -93,11 +93,9 @@ def step_keys(step: str) -> set[str]:
     """The keys ``[steps.STEP]`` accepts."""
     own = _OWN.get(step, set())
     if step == "sft":
-        try:
-            from bdnsca.train.sft import SFTTrainingConfig
-        except ImportError:
-            return own | {"max_steps", "learning_rate", "batch_size", "max_length", "lora_r", "seed"}
-        return own | _dataclass_keys(SFTTrainingConfig)
+        from bdnsca.train.sft import SFTTrainingConfig
+
+        return own | (_dataclass_keys(SFTTrainingConfig) - {"use_references"})
     if step == "dpo":
         from bdnsca.train.preference import PreferenceTrainingConfig
 
@@ -144,6 +142,57 @@ def step_keys(step: str) -> set[str]:
 def is_pipeline_draft(mode: str) -> bool:
     """``draft`` or ``draft:N``: the draft model the file declares (``model.draft``)."""
     return mode == "draft" or (mode.startswith("draft:") and mode[len("draft:") :].isdigit())
+
+
+def check_step_settings(path: Path, step: str, settings: dict[str, Any]) -> None:
+    """Builds the settings object the step will build and runs its own checks, so a bad value
+    (``max_steps = "ten"``, ``alpha = 2``) is reported before any step runs."""
+    s = {k: v for k, v in settings.items() if k not in _OWN.get(step, set())}
+    x = "unused"
+    try:
+        if step == "sft":
+            from bdnsca.train.sft import SFTTrainingConfig as C
+
+            C(dataset=x, base_model=x, output_dir=x, **s).validate()
+        elif step == "dpo":
+            from bdnsca.train.preference import PreferenceTrainingConfig as C
+
+            C(dataset=x, base_model=x, output_dir=x, **s).validate()
+        elif step == "preferences":
+            from bdnsca.prefs.build import PreferenceSettings as C
+
+            C(**{"pairing": "all-arms", **s}).validate()
+        elif step == "mine":
+            from bdnsca.retrieval.mining import MiningSettings as C
+
+            C(**s).validate()
+        elif step == "reranker":
+            from bdnsca.train.reranker import RerankerTrainingConfig as C
+
+            C(pairs=x, corpus=x, gold=x, **s).validate()
+        elif step == "distill":
+            from bdnsca.train.distill import DistillConfig as C
+
+            C(target=x, draft_init="tiny", prompts=x, output_dir=x, **s).validate()
+        elif step == "eval":
+            from bdnsca.eval.generate import GenerateSettings as C
+
+            C(**s).validate()
+        elif step == "judge":
+            from bdnsca.eval.judge import JudgeSettings as C
+
+            C(**s).validate()
+        elif step == "serve":
+            from bdnsca.serve.bench import ServeBenchSettings as C
+
+            C(models=[x], **s).validate()
+        elif step == "gate":
+            from bdnsca.eval.gate_checks import GateSettings as C
+
+            C(**s).validate()
+    except (BdnscaError, TypeError, ValueError) as exc:
+        text = str(exc).strip().splitlines()
+        raise _fail(path, f"steps.{step}: {text[0] if text else type(exc).__name__}") from None
 
 
 @dataclass
@@ -257,6 +306,7 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
             raise _fail(path, f"unknown step 'steps.{name}' (known: {', '.join(STEPS)})")
         settings = _table(path, settings, f"steps.{name}")
         _unknown(path, settings, step_keys(name), f"steps.{name}")
+        check_step_settings(path, name, settings)
         steps[name] = settings
     for step, default in (("sft", "base"), ("dpo", "sft")):
         src = steps.setdefault(step, {}).setdefault("from", default)
