@@ -113,3 +113,20 @@ def test_an_unrelated_output_folder_is_refused(target, prompts, tmp_path):
     cfg = DistillConfig(target=str(target), draft_init="tiny", prompts=str(prompts), output_dir=str(out))
     with pytest.raises(BdnscaError, match="not a distill-draft output"):
         distill_draft(cfg)
+
+
+def test_cli_refuses_another_tokenizer_in_one_line(target, prompts, tmp_path):
+    import subprocess
+    import sys
+
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
+
+    other = tmp_path / "other"
+    make_tiny_model(other, TinyModelConfig(layers=1, hidden_size=16, heads=2, kv_heads=1, vocab_size=300))
+    args = ["--target", target, "--draft-init", other, "--prompts", prompts, "--output-dir", tmp_path / "d"]
+    r = subprocess.run(
+        [sys.executable, "-m", "bdnsca.cli", "distill-draft", *map(str, args)], capture_output=True, text=True
+    )
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"error: draft {other} has a vocabulary of"), r.stderr

@@ -311,7 +311,7 @@ def distill_draft(cfg: DistillConfig) -> dict[str, Any]:
         resume=cfg.resume,
         quantization="none" if full else "auto",
         full_finetune=full,
-        save_steps=max(cfg.max_steps, 25) if cfg.max_steps > 0 else 500,
+        save_steps=25,
         logging_steps=1,
     )
     metrics = train_sft(sft_cfg)
