@@ -154,6 +154,22 @@ def test_check_split_catches_a_leak():
         check_split({"train_query_ids": ["a", "c"], "heldout_query_ids": ["c"]}, queries, [ok])
 
 
+def test_validation_slice_is_kept_out_of_training():
+    """The slice that chooses the interpolation weight is on the training side of split.json but
+    must not be trained on (a weight chosen on trained queries would trust the reranker too much)."""
+    from bdnsca.train.reranker import _check_validation_out
+
+    queries = [Query("a", "one"), Query("b", "two"), Query("c", "three")]
+    split = {"train_query_ids": ["a", "b"], "heldout_query_ids": ["c"], "validation_query_ids": ["b"]}
+    ok = QueryGroup("one", "one", ["a"], {"d1": 1}, {"d2"})
+    _check_validation_out(split, queries, [ok], ["one"])
+    val = QueryGroup("two", "two", ["b"], {"d1": 1}, {"d2"})
+    with pytest.raises(BdnscaError, match="query 'b' in the training pairs"):
+        _check_validation_out(split, queries, [ok, val])
+    with pytest.raises(BdnscaError, match="query text 'two'"):
+        _check_validation_out(split, queries, [ok], ["one", "two"])
+
+
 # ----------------------------------------------------------------------------- pairs
 
 
@@ -267,6 +283,66 @@ def test_rerank_run_equals_brute_force(run, new, depth):
         assert [out[qid][d] for d in expect] == [table[docs[d]] for d in expect]
 
 
+def test_interpolation_hand_computed():
+    from bdnsca.retrieval.reranker import interpolate
+
+    first = np.array([4.0, 2.0, 0.0], dtype=np.float32)  # min-max: 1, 0.5, 0
+    rr = np.array([0.0, 2.0, 8.0], dtype=np.float32)  # min-max: 0, 0.25, 1
+    assert interpolate(first, rr, 0.25).tolist() == [0.25, 0.3125, 0.75]  # 0.25*bm25 + 0.75*rr
+    assert interpolate(first, rr, 1.0).tolist() == [1.0, 0.5, 0.0]
+    assert interpolate(first, rr, 0.0).tolist() == [0.0, 2.0, 8.0]  # raw logits, not normalised
+    same = np.array([3.0, 3.0], dtype=np.float32)  # no spread: 0, not NaN
+    assert interpolate(same, np.array([1.0, 5.0], dtype=np.float32), 0.5).tolist() == [0.0, 0.5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    run=runs,
+    new=st.lists(st.sampled_from([-1.0, 0.0, 0.25, 3.0]), min_size=12, max_size=12),
+    depth=st.integers(1, 12),
+    alpha=st.sampled_from([0.3, 0.5, 1.0]),
+)
+def test_interpolated_rerank_run_equals_brute_force(run, new, depth, alpha):
+    docs = {f"d{i}": f"text {i}" for i in range(12)}
+    table = {f"text {i}": new[i] for i in range(12)}
+    queries = [Query(q, f"query {q}") for q in run]
+    rr = bdnsca.Reranker(FakeCrossEncoder(table), docs, first_stage_weight=alpha)
+    out = rr.rerank_run(run, queries, depth=depth)
+    for qid, ranking in run.items():
+        first = sorted(ranking, key=lambda d: (ranking[d], d), reverse=True)[:depth]
+        if not first:
+            assert out[qid] == {}
+            continue
+
+        def mm(xs):
+            lo, hi = min(xs.values()), max(xs.values())
+            return {d: (x - lo) / (hi - lo) if hi > lo else 0.0 for d, x in xs.items()}
+
+        b = mm({d: ranking[d] for d in first})
+        n = mm({d: table[docs[d]] for d in first})
+        mixed = {d: np.float32(alpha * b[d] + (1 - alpha) * n[d]) for d in first}
+        expect = sorted(first, key=lambda d: (mixed[d], d), reverse=True)
+        assert list(out[qid]) == expect
+        assert [np.float32(out[qid][d]) for d in expect] == [mixed[d] for d in expect]
+        if alpha == 1.0:  # all weight on the first stage: its own order back
+            assert list(out[qid]) == first
+
+
+def test_first_stage_weight_stored_beside_the_model(tmp_path):
+    from bdnsca.retrieval.reranker import stored_first_stage_weight
+
+    assert stored_first_stage_weight(tmp_path) == 0.0  # no training_config.json: raw scores
+    cfg = tmp_path / "training_config.json"
+    cfg.write_text(json.dumps({"interpolation": {"first_stage_weight": 0.35}}))
+    assert stored_first_stage_weight(tmp_path) == 0.35
+    for bad in (1.5, -0.1, "0.3", True):
+        cfg.write_text(json.dumps({"interpolation": {"first_stage_weight": bad}}))
+        with pytest.raises(BdnscaError, match="must be a number in \\[0, 1\\]"):
+            stored_first_stage_weight(tmp_path)
+    with pytest.raises(BdnscaError, match="must be a number in"):
+        bdnsca.Reranker(FakeCrossEncoder({}), {}, first_stage_weight=2.0)
+
+
 def test_model_that_cannot_load_offline_is_a_one_line_error(mined, tmp_path):
     r = bdnsca_cli(
         "train-reranker",
@@ -376,3 +452,37 @@ def test_tiny_training_run_resume_and_reranked_search(mined, tmp_path, monkeypat
         assert mine == sorted(mine, reverse=True)
     r = bdnsca_cli("search", "--index", idx, "--queries", GOLD, "-o", run, "--rerank", out)
     assert r.returncode == 2 and "--rerank needs --corpus" in r.stderr
+
+    # the validation slice that chose the stored weight: training side, never held out
+    val = set(split["validation_query_ids"])
+    assert val and val <= set(split["train_query_ids"]) and not val & held
+    stored = json.loads((out / "training_config.json").read_text())["interpolation"]
+    assert 0 <= stored["first_stage_weight"] <= 1 and stored["n_queries"] == len(val)
+    assert m["interpolation"]["first_stage_weight"] == stored["first_stage_weight"]
+    assert bdnsca.Reranker(str(out), corpus).first_stage_weight == stored["first_stage_weight"]
+
+    # hybrid + reranker: the fused top --rerank-depth, re-scored (it was refused before)
+    emb, hyb, hyb_rr = tmp_path / "emb.npz", tmp_path / "hyb.jsonl", tmp_path / "hyb_rr.jsonl"
+    assert bdnsca_cli("encode", "--corpus", CORPUS, "-o", emb).returncode == 0
+    common = ["--index", idx, "--dense", emb, "--hybrid", "rrf", "--queries", GOLD]
+    assert bdnsca_cli("search", *common, "-o", hyb, "-k", 5).returncode == 0
+    r = bdnsca_cli(
+        "search", *common, "-o", hyb_rr, "-k", 3, "--rerank", out, "--rerank-depth", 5, "--corpus", CORPUS,
+        "--rerank-first-stage-weight", 0,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    fused, reranked = read_run(hyb), read_run(hyb_rr)
+    assert set(reranked) == set(fused)
+    texts = {d.doc_id: d.indexed_text(True) for d in corpus.documents}
+    qtext = {q.query_id: q.text for q in read_queries(GOLD)}
+    raw_rr = bdnsca.Reranker(rr.model, corpus, first_stage_weight=0.0)
+    for q in list(fused)[:8]:
+        cands = list(fused[q])
+        raw = dict(zip(cands, raw_rr.score([(qtext[q], texts[d]) for d in cands]).tolist(), strict=True))
+        got_q = reranked[q]
+        # the reranker's 3 best of the fused top 5, with its scores (another process: close, not equal)
+        assert len(got_q) == 3 and set(got_q) <= set(cands)
+        assert list(got_q.values()) == sorted(got_q.values(), reverse=True)
+        for d, s in got_q.items():
+            assert s == pytest.approx(raw[d], abs=1e-4)
+        assert min(got_q.values()) >= max(raw[d] for d in cands if d not in got_q) - 1e-4

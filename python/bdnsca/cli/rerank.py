@@ -50,6 +50,20 @@ def _offline() -> None:
     "--eval-depth", default=100, show_default=True, type=int, help="BM25 depth re-scored on held-out."
 )
 @click.option("--bootstrap", default=10_000, show_default=True, type=int, help="Resamples of the delta's CI.")
+@click.option(
+    "--validation-fraction",
+    default=0.2,
+    show_default=True,
+    type=float,
+    help="Share of the training queries kept out of training to choose the BM25 interpolation "
+    "weight (0: none).",
+)
+@click.option(
+    "--first-stage-weight",
+    default=None,
+    type=float,
+    help="Fix the interpolation weight alpha (score = alpha*minmax(bm25) + (1-alpha)*minmax(reranker)).",
+)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR/checkpoints.")
 @click.option("--strict", is_flag=True, help="A pair naming an unknown query or document is an error.")
 def train_reranker_cmd(**kw) -> None:
@@ -76,15 +90,18 @@ def train_reranker_cmd(**kw) -> None:
             + "; ".join(rep["first_issue"].values())
         )
     h = m["heldout"]
+    inter = m["interpolation"]
     con.print(
         f"trained {m['train_steps']} steps on {m['train_queries']} queries in {m['train_runtime_s']:.1f}s "
-        f"({m['device']}); held-out queries: {h['n_queries']}"
+        f"({m['device']}); first-stage weight {inter['first_stage_weight']:.2f} "
+        f"(chosen on: {inter['chosen_on']}, {inter['n_queries']} queries); held-out queries: {h['n_queries']}"
     )
     for metric, d in h["delta"].items():
         con.print(
             f"  {metric}: bm25 {h['means']['bm25'][metric]:.4f} -> bm25+reranker "
             f"{h['means']['bm25+reranker'][metric]:.4f} (delta {d['delta']:+.4f}, "
-            f"95% CI [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}])"
+            f"95% CI [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]); raw reranker "
+            f"{h['raw_reranker']['means'][metric]:.4f}"
         )
     con.print(f"wrote {cfg.output_dir}")
 

@@ -30,7 +30,9 @@ from bdnsca.errors import BdnscaError
 @click.option("--stopwords", type=click.Choice(["en"]), default=None, help="Drop English stopwords.")
 @click.option("--stemmer", type=click.Choice(["english"]), default=None, help="Snowball English stemmer.")
 @click.option(
-    "--pattern", type=click.Choice(["alnum", "bm25s"]), default=None,
+    "--pattern",
+    type=click.Choice(["alnum", "bm25s"]),
+    default=None,
     help="Token pattern: alnum (every run of letters and digits; default) or bm25s (bm25s.tokenize's "
     "(?u)\\b\\w\\w+\\b: tokens of two or more characters; with --stopwords en, bm25s's tokens exactly).",
 )
@@ -87,10 +89,21 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, pattern,
     "--rerank",
     "rerank_model",
     default=None,
-    help="Re-score the BM25 top --rerank-depth with this cross-encoder (train-reranker's folder; offline).",
+    help="Re-score the first stage's (BM25, --dense or --hybrid) top --rerank-depth with this "
+    "cross-encoder (train-reranker's folder; offline).",
 )
-@click.option("--rerank-depth", default=100, show_default=True, type=int, help="BM25 documents re-scored.")
+@click.option(
+    "--rerank-depth", default=100, show_default=True, type=int, help="First-stage documents re-scored."
+)
 @click.option("--rerank-batch-size", default=64, show_default=True, type=int)
+@click.option(
+    "--rerank-first-stage-weight",
+    "rerank_alpha",
+    default=None,
+    type=float,
+    help="alpha of alpha*minmax(first stage) + (1-alpha)*minmax(reranker); default: the weight "
+    "train-reranker stored with the model (0 = raw reranker scores).",
+)
 @click.option(
     "--corpus",
     "rerank_corpus",
@@ -135,6 +148,7 @@ def search_cmd(
     rerank_depth,
     rerank_batch_size,
     rerank_corpus,
+    rerank_alpha=None,
     dense_path=None,
     dense_model=None,
     hybrid=None,
@@ -147,35 +161,28 @@ def search_cmd(
     end). Each query's documents are in the order search ranks them: score descending, ties by
     document id descending (trec_eval's order, the one `evaluate` scores); scores are written
     with full float32 precision. With --rerank, each query's BM25 top --rerank-depth is
-    re-scored by the cross-encoder (its raw scores) and the best min(k, depth) are written."""
+    re-scored by the cross-encoder (its raw scores, or interpolated with the first stage's by the
+    weight train-reranker stored) and the best min(k, depth) are written; with --dense/--hybrid
+    the dense or fused top --rerank-depth is re-scored the same way."""
     from bdnsca._core import BM25
     from bdnsca.data.io import read_queries
     from bdnsca.retrieval.bm25 import search_to_file
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
+    rerank = None
+    if rerank_model is not None:
+        rerank = _load_reranker(rerank_model, rerank_depth, rerank_batch_size, rerank_corpus, rerank_alpha)
     if dense_path is not None or hybrid is not None:
-        if rerank_model is not None:
-            raise click.UsageError("--rerank applies to BM25 search; it cannot be combined with --dense yet")
         _search_dense(
-            index_path, queries, output, k, threads, tag, dense_path, dense_model, hybrid, rrf_k, fusion_norm
-        )
+            index_path, queries, output, k, threads, tag, dense_path, dense_model, hybrid, rrf_k, fusion_norm,
+            rerank, rerank_depth,
+        )  # fmt: skip
         return
     if index_path is None:
         raise click.UsageError("--index is required (or --dense EMB for dense search alone)")
-    if rerank_model is not None:
-        _search_reranked(
-            index_path,
-            queries,
-            output,
-            k,
-            threads,
-            tag,
-            rerank_model,
-            rerank_depth,
-            rerank_batch_size,
-            rerank_corpus,
-        )
+    if rerank is not None:
+        _search_reranked(index_path, queries, output, k, threads, tag, rerank, rerank_depth)
         return
     con = _console()
     t0 = time.perf_counter()
@@ -192,26 +199,31 @@ def search_cmd(
     )
 
 
-def _search_reranked(index_path, queries, output, k, threads, tag, model, depth, batch_size, corpus) -> None:
-    """search --rerank: BM25 top-depth re-scored by a cross-encoder (bdnsca.retrieval.reranker)."""
+def _load_reranker(model, depth, batch_size, corpus, alpha):
+    """--rerank's cross-encoder with the corpus texts (checked before any search)."""
     import os
-
-    from bdnsca._core import BM25
-    from bdnsca.data.io import read_queries
 
     if corpus is None:
         raise click.UsageError("--rerank needs --corpus (the corpus the index was built from)")
     if depth <= 0 or batch_size <= 0:
         raise BdnscaError("--rerank-depth and --rerank-batch-size must be >= 1")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from bdnsca.retrieval.reranker import Reranker, rerank_search_to_file
+    from bdnsca.retrieval.reranker import Reranker
+
+    with _console().status("loading the reranker"):
+        return Reranker(model, corpus, batch_size=batch_size, first_stage_weight=alpha)
+
+
+def _search_reranked(index_path, queries, output, k, threads, tag, reranker, depth) -> None:
+    """search --rerank: BM25 top-depth re-scored by a cross-encoder (bdnsca.retrieval.reranker)."""
+    from bdnsca._core import BM25
+    from bdnsca.data.io import read_queries
+    from bdnsca.retrieval.reranker import rerank_search_to_file
 
     con = _console()
     t0 = time.perf_counter()
     bm25 = BM25.load(index_path)
     qs = read_queries(queries)
-    with con.status("loading the reranker"):
-        reranker = Reranker(model, corpus, batch_size=batch_size)
     with _progress() as bar:
         task = bar.add_task("searching + reranking", total=len(qs))
         n, empty = rerank_search_to_file(
@@ -232,7 +244,19 @@ def _search_reranked(index_path, queries, output, k, threads, tag, model, depth,
 
 
 def _search_dense(
-    index_path, queries, output, k, threads, tag, dense_path, model, hybrid, rrf_k, norm
+    index_path,
+    queries,
+    output,
+    k,
+    threads,
+    tag,
+    dense_path,
+    model,
+    hybrid,
+    rrf_k,
+    norm,
+    reranker=None,
+    depth=100,
 ) -> None:
     """search --dense [--hybrid]: exact dense top-k, or fused with BM25 (bdnsca.retrieval.dense)."""
     from bdnsca._core import BM25
@@ -272,8 +296,12 @@ def _search_dense(
             threads=threads,
             tag=tag,
             progress=lambda n: bar.advance(task, n),
+            reranker=reranker,
+            rerank_depth=depth,
         )
-    what = f"hybrid ({hybrid})" if hybrid else "dense"
+    what = (f"hybrid ({hybrid})" if hybrid else "dense") + (
+        f" + reranker (depth {depth})" if reranker else ""
+    )
     con.print(
         f"{what}: searched {summary.queries:,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
     )
@@ -468,7 +496,9 @@ def _threshold(value: str) -> float | None:
     "--stemmer", type=click.Choice(["english", "none"]), default=None, help="Default: none (as bdnsca index)."
 )
 @click.option(
-    "--pattern", type=click.Choice(["alnum", "bm25s"]), default=None,
+    "--pattern",
+    type=click.Choice(["alnum", "bm25s"]),
+    default=None,
     help="Token pattern: alnum (every run of letters and digits; default) or bm25s (bm25s.tokenize's "
     "(?u)\\b\\w\\w+\\b: tokens of two or more characters; with --stopwords en, bm25s's tokens exactly).",
 )

@@ -191,6 +191,8 @@ DOMAINS: dict[str, dict[str, list[str]]] = {
 
 DOCS_PER_DOMAIN = 32
 QUERIES_PER_DOMAIN = 16
+PARAPHRASES_PER_DOMAIN = 24
+"""queries of retrieval_gold_paraphrase.jsonl per domain (bdnsca.data.npcworld_paraphrase)"""
 
 
 def make_documents(rng: random.Random) -> tuple[list[dict], dict[str, dict]]:
@@ -303,9 +305,14 @@ def world(seed: int = 20261126) -> dict[str, list[dict]]:
     add_twins(rng, docs, queries)
     rng.shuffle(docs)
     prompts, refs = make_serving(rng, attrs)
+    from bdnsca.data.npcworld_paraphrase import paraphrase_queries
+
+    # its own random stream: the files above are the same bytes with or without it
+    paraphrased = paraphrase_queries(random.Random(seed + 1), docs, attrs, PARAPHRASES_PER_DOMAIN)
     return {
         "retrieval_corpus_wide.jsonl": docs,
         "retrieval_gold_wide.jsonl": queries,
+        "retrieval_gold_paraphrase.jsonl": paraphrased,
         "serving_prompts.jsonl": prompts,
         "serving_references.jsonl": refs,
     }

@@ -325,11 +325,18 @@ def search_to_file(
     tag: str = "bdnsca",
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    reranker: Any = None,
+    rerank_depth: int = 100,
 ) -> SearchSummary:
     """Dense top-k of every query (cosine with the documents), or with ``hybrid`` (a fusion
     method) BM25's and dense top-k fused by :func:`fuse` and cut to k, streamed to ``path``
     batch by batch as :func:`bdnsca.retrieval.bm25.search_to_file` does (atomic; the tie rule's
-    order). The caller checks that ``index`` and ``bm25`` hold the same documents."""
+    order). The caller checks that ``index`` and ``bm25`` hold the same documents.
+
+    With ``reranker`` (a :class:`bdnsca.Reranker` holding the corpus), the first stage (dense,
+    or both sides and their fusion) goes ``rerank_depth`` deep, its top ``rerank_depth`` is
+    re-scored by :meth:`~bdnsca.Reranker.rerank_run` and the best ``min(k, rerank_depth)``
+    are written, as ``search --rerank`` does for BM25."""
     if k <= 0:
         raise BdnscaError(f"k must be >= 1, got {k}")
     if hybrid is not None and bm25 is None:
@@ -338,14 +345,39 @@ def search_to_file(
     if size <= 0:
         raise BdnscaError(f"batch_size must be >= 1, got {size}")
     ids = index.ids
+    first_k = k
+    if reranker is not None:
+        if rerank_depth <= 0:
+            raise BdnscaError(f"the rerank depth must be >= 1, got {rerank_depth}")
+        texts_of = reranker.texts
+        absent = [d for d in ids if texts_of is None or d not in texts_of]
+        if absent:
+            raise BdnscaError(
+                f"{len(absent)} documents of the embeddings are not in the corpus given for reranking "
+                f"(e.g. {absent[0]!r}): pass the corpus they were encoded from"
+            )
+        first_k = rerank_depth
     with open_run_writer(path, tag) as writer:
         for start in range(0, len(queries), size):
             chunk = queries[start : start + size]
             texts = [q.text for q in chunk]
-            rows = _dense_rows(index, ids, encoder.encode(texts), k, threads)
+            rows = _dense_rows(index, ids, encoder.encode(texts), first_k, threads)
             if hybrid is not None and bm25 is not None:
-                lexical = bm25.search_batch(texts, k=k, threads=threads)
-                rows = _fused_rows(rows, lexical, chunk, k, hybrid, rrf_k, norm, threads)
+                lexical = bm25.search_batch(texts, k=first_k, threads=threads)
+                rows = _fused_rows(rows, lexical, chunk, first_k, hybrid, rrf_k, norm, threads)
+            if reranker is not None:
+                first = {
+                    q.query_id: dict(zip(d, s.tolist(), strict=True))
+                    for q, (d, s) in zip(chunk, rows, strict=True)
+                }
+                reranked = reranker.rerank_run(first, chunk, depth=rerank_depth, k=k)
+                rows = [
+                    (
+                        list(reranked[q.query_id]),
+                        np.asarray(list(reranked[q.query_id].values()), dtype=np.float32),
+                    )
+                    for q in chunk
+                ]
             for q, (doc_ids, scores) in zip(chunk, rows, strict=True):
                 writer.write(q.query_id, doc_ids, scores)
             writer.flush()

@@ -6,10 +6,20 @@ Models load offline only (a local folder, or a Hugging Face id already in the lo
 nothing is downloaded. Scores are the model's raw logits (no sigmoid, which saturates to equal
 float32 values for confident pairs and would create ties), and rankings follow the project's
 tie rule: score descending (as float32), then document id descending.
+
+Score interpolation (re-scoring a first stage's run, :meth:`Reranker.rerank_run`): with a
+first-stage weight ``alpha`` > 0 a candidate's score is
+``alpha * minmax(first_stage) + (1 - alpha) * minmax(reranker)``, both min-max normalised over
+the query's re-scored candidates (all equal: 0), the standard way to keep a lexical first
+stage's evidence. ``train-reranker`` picks ``alpha`` on a validation slice of its *training*
+queries (never on held-out ones) and stores it in ``OUTPUT_DIR/training_config.json``
+(``interpolation.first_stage_weight``); a :class:`Reranker` loaded from that folder applies it.
+``alpha = 0`` (a model without that file, or ``first_stage_weight=0``) is the raw logits.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -76,6 +86,46 @@ def load_cross_encoder(
     return ce
 
 
+INTERPOLATION_FILE = "training_config.json"
+
+
+def stored_first_stage_weight(model: str | os.PathLike[str]) -> float:
+    """The first-stage weight ``train-reranker`` stored beside the model (0.0 when none is)."""
+    path = Path(model) / INTERPOLATION_FILE
+    if not path.is_file():
+        return 0.0
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BdnscaError(f"{path}: unreadable ({exc})") from None
+    inter = doc.get("interpolation") if isinstance(doc, dict) else None
+    if not isinstance(inter, dict) or inter.get("first_stage_weight") is None:
+        return 0.0
+    return check_first_stage_weight(inter["first_stage_weight"], str(path))
+
+
+def check_first_stage_weight(value: object, where: str = "first_stage_weight") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise BdnscaError(f"{where}: the first-stage weight must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    if x.size == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def interpolate(first_stage: np.ndarray, reranker: np.ndarray, alpha: float) -> np.ndarray:
+    """``alpha * minmax(first_stage) + (1 - alpha) * minmax(reranker)`` as float32; ``alpha == 0``
+    returns the reranker's scores unchanged (raw logits)."""
+    if alpha == 0.0:
+        return np.asarray(reranker, dtype=np.float32)
+    return (alpha * _minmax(first_stage) + (1.0 - alpha) * _minmax(reranker)).astype(np.float32)
+
+
 def _texts_of(corpus: Corpus | Mapping[str, str] | str | os.PathLike[str] | None) -> dict[str, str] | None:
     if corpus is None:
         return None
@@ -93,6 +143,8 @@ class Reranker:
     model id in the local Hugging Face cache, or a loaded ``CrossEncoder``. ``corpus`` (a
     :class:`Corpus`, a corpus path or ``{doc_id: text}``) lets :meth:`rerank` take document ids;
     a corpus's documents are scored as title + text, as ``train-reranker`` trains them.
+    ``first_stage_weight``: the interpolation weight :meth:`rerank_run` gives the first stage's
+    scores (see the module doc); None takes the one stored beside a model folder (0 if none).
     """
 
     def __init__(
@@ -104,15 +156,21 @@ class Reranker:
         max_length: int | None = None,
         device: str | None = None,
         show_progress: bool = False,
+        first_stage_weight: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise BdnscaError(f"batch_size must be >= 1, got {batch_size}")
+        stored = 0.0
         if isinstance(model, str | os.PathLike):
             self.model = load_cross_encoder(model, max_length=max_length, device=device)
             self.name = str(model)
+            stored = stored_first_stage_weight(resolve_model(model))
         else:
             self.model = model
             self.name = type(model).__name__
+        self.first_stage_weight = (
+            stored if first_stage_weight is None else check_first_stage_weight(first_stage_weight)
+        )
         self.texts = _texts_of(corpus)
         self.batch_size = batch_size
         self.show_progress = show_progress
@@ -184,7 +242,8 @@ class Reranker:
     ) -> Run:
         """Re-scores each query's top ``depth`` documents of ``run`` (ranked by the tie rule) and
         returns a run of the reranked documents (at most ``k`` per query, default ``depth``),
-        scores the reranker's. Documents below ``depth`` are left out. Queries of the run that
+        scores the reranker's, interpolated with the run's when :attr:`first_stage_weight` > 0
+        (see the module doc). Documents below ``depth`` are left out. Queries of the run that
         ``queries`` lacks are an error; a query with no documents stays empty."""
         if depth < 1:
             raise BdnscaError(f"rerank depth must be >= 1, got {depth}")
@@ -198,19 +257,22 @@ class Reranker:
         for start in range(0, len(qids), chunk_queries):
             chunk = qids[start : start + chunk_queries]
             cands: list[list[str]] = []
+            firsts: list[np.ndarray] = []
             pairs: list[tuple[str, str]] = []
             for qid in chunk:
                 ranking = run[qid]
                 ids = list(ranking)
                 scores32 = np.asarray([ranking[d] for d in ids], dtype=np.float32)
                 perm = tie_rule_order(ids, scores32)
-                top = [ids[i] for i in (perm if perm is not None else range(len(ids)))][:depth]
+                order0 = list(perm if perm is not None else range(len(ids)))[:depth]
+                top = [ids[i] for i in order0]
                 cands.append(top)
+                firsts.append(scores32[order0])
                 pairs.extend((text_of[qid], self._doc_text(d)) for d in top)
             scores = self.score(pairs)
             at = 0
-            for qid, top in zip(chunk, cands, strict=True):
-                s = scores[at : at + len(top)]
+            for qid, top, first in zip(chunk, cands, firsts, strict=True):
+                s = interpolate(first, scores[at : at + len(top)], self.first_stage_weight)
                 at += len(top)
                 perm = tie_rule_order(top, s)
                 order = perm if perm is not None else range(len(top))
@@ -267,8 +329,11 @@ def rerank_search_to_file(
 __all__ = [
     "PACKAGED_MODEL",
     "Reranker",
+    "check_first_stage_weight",
+    "interpolate",
     "load_cross_encoder",
     "packaged_model_path",
     "rerank_search_to_file",
     "resolve_model",
+    "stored_first_stage_weight",
 ]
