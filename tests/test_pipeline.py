@@ -133,6 +133,21 @@ def test_a_node_whose_marker_is_missing_or_of_another_key_is_recomputed(tmp_path
     assert sorted(rec.calls) == ["b", "d"]  # c keeps its key: b's output is the same computation
 
 
+def test_two_runs_never_share_an_output_folder(tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".pipeline.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        rec = Recorder()
+        with pytest.raises(BdnscaError, match="another pipeline run is using this output folder"):
+            execute(fake_graph(tmp_path), out, {"write": rec})
+        assert rec.calls == []
+    execute(fake_graph(tmp_path), out, {"write": rec})
+    assert sorted(rec.calls) == list("abcde")
+
+
 def test_cycles_and_unknown_dependencies_are_one_line_errors():
     nodes = {
         n.name: n

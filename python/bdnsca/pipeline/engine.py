@@ -90,6 +90,34 @@ def execute(
     for n in order:
         if n.step not in functions:
             raise BdnscaError(f"node {n.name!r}: no step function {n.step!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _execute(order, out, functions, manifest_extra, echo)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """One run per output folder at a time (an advisory lock on ``OUTPUT/.pipeline.lock``)."""
+    import fcntl
+
+    with open(out / ".pipeline.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BdnscaError(f"{out}: another pipeline run is using this output folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _execute(
+    order: list[Node],
+    out: Path,
+    functions: Mapping[str, StepFunction],
+    manifest_extra: dict[str, Any] | None,
+    echo: Callable[[str], None] | None,
+) -> PipelineResult:
     say = echo or (lambda _msg: None)
     ndir, ldir = store.nodes_dir(out), store.logs_dir(out)
     ndir.mkdir(parents=True, exist_ok=True)

@@ -54,12 +54,23 @@ def point_current(anchors: Path, target: Path) -> Path:
 def promote(spec_path: str | os.PathLike[str], experiment: str) -> PromotionResult:
     """Promotes ``experiment``'s candidate when the gate of the last ``pipeline run`` passed and
     is current (the same key the experiment file gives now); raises :class:`PromotionRefused`
-    otherwise, with the failed checks' reasons."""
-    from bdnsca.pipeline.engine import plan_keys
-    from bdnsca.pipeline.plan import build_plan, current_anchor
+    otherwise, with the failed checks' reasons. Holds the output folder's lock, as a run does."""
+    from bdnsca.pipeline.engine import _exclusive
     from bdnsca.pipeline.spec import load_spec
 
     spec = load_spec(spec_path)
+    if not spec.output_dir.is_dir():
+        raise PromotionRefused(
+            f"{spec.output_dir}: no such folder; run `bdnsca pipeline run {spec.path}` first"
+        )
+    with _exclusive(spec.output_dir):
+        return _promote(spec, experiment)
+
+
+def _promote(spec: Any, experiment: str) -> PromotionResult:
+    from bdnsca.pipeline.engine import plan_keys
+    from bdnsca.pipeline.plan import build_plan, current_anchor
+
     names = [e.name for e in spec.experiments]
     if experiment not in names:
         raise BdnscaError(f"{spec.path}: no experiment {experiment!r} (experiments: {', '.join(names)})")

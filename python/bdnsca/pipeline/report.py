@@ -100,7 +100,7 @@ def plot_all_frontiers(summaries: dict[str, Path], path: Path) -> bool:
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     fr = sorted((points[i] for i in front), key=lambda p: p[1])
     ax.step([p[1] for p in fr], [p[2] for p in fr], where="post", color="tab:red", label="Pareto frontier")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("mean latency per request (ms)")
     ax.set_ylabel("quality (0-1)")
     ax.set_title("every serving configuration of the pipeline")
