@@ -487,3 +487,30 @@ def _recording(fn, ran: list[str]):
         return fn(ctx)
 
     return wrapped
+
+
+def test_sft_rows_and_the_preference_run_never_use_the_scenarios_the_gates_evaluate(tmp_path):
+    from bdnsca.eval.scenarios import read_scenario_file
+    from bdnsca.pipeline.engine import StepContext
+    from bdnsca.pipeline.steps import eval_subset, outside, sft_data
+
+    rows = read_scenario_file(DATA / "scenarios.jsonl")
+    evaluated = eval_subset(rows, 8)
+    assert len({r["scenario_id"] for r in evaluated}) == 8
+    assert len({r["persona"] for r in evaluated}) > 4  # spread over the file, not one persona's block
+    train_pool = eval_subset(outside(rows, evaluated), 8)
+    assert not {r["scenario_id"] for r in train_pool} & {r["scenario_id"] for r in evaluated}
+
+    out = tmp_path / "sft"
+    out.mkdir()
+    ctx = StepContext(
+        "sft-data", out, {"skip": 8, "rows": 500}, {"scenarios": DATA / "scenarios.jsonl"}, {}, out
+    )
+    assert sft_data(ctx) == {"rows": len(rows) - 8}
+    trained = {json.loads(line)["metadata"]["scenario_id"] for line in (out / "sft.jsonl").open()}
+    assert not trained & {r["scenario_id"] for r in evaluated}
+
+    plan = build_plan(load_spec(write_spec(tmp_path, steps="[steps.eval]\nmax_scenarios = 8")))
+    run = plan.nodes[plan.nodes["preferences"].deps["run"]]
+    assert run.name == "eval-train:sft" and run.settings["train_pool"] == 8
+    assert "train_pool" not in plan.nodes["eval:dpo"].settings

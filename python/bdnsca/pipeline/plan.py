@@ -103,12 +103,18 @@ def build_plan(spec: PipelineSpec) -> Plan:
     eval_settings = s("eval")
     max_scenarios = eval_settings.get("max_scenarios")
 
-    def eval_node(model: str) -> str:
+    def eval_node(model: str, pool: str = "eval") -> str:
+        """``eval:MODEL`` on the evaluation scenarios (what gates compare), or, with ``pool =
+        "train"``, ``eval-train:MODEL`` on scenarios outside them (what preferences learn from,
+        so DPO never trains on the prompts its gate is judged on)."""
+        settings = {"eval": eval_settings, "score": s("score"), "judge": s("judge")}
+        if pool == "train":
+            settings["train_pool"] = s("preferences").get("scenarios", max_scenarios)
         return plan.add(
             Node(
-                f"eval:{model}",
+                f"eval:{model}" if pool == "eval" else f"eval-train:{model}",
                 "evaluate",
-                settings={"eval": eval_settings, "score": s("score"), "judge": s("judge")},
+                settings=settings,
                 inputs={"scenarios": d["scenarios"], "corpus": d["corpus"], **judge_inputs},
                 deps={"model": model_node_lazy(model), "baseline": "base", "index": index, **judge_deps},
             )
@@ -128,8 +134,10 @@ def build_plan(spec: PipelineSpec) -> Plan:
             return plan.add(Node("export:sft", "export", deps={"adapter": "sft", "model": MODEL_NODES[src]}))
         dpo = s("dpo")
         src = dpo.pop("from")
+        prefs_settings = s("preferences")
+        prefs_settings.pop("scenarios", None)
         prefs = plan.add(
-            Node("preferences", "preferences", settings=s("preferences"), deps={"run": eval_node(src)})
+            Node("preferences", "preferences", settings=prefs_settings, deps={"run": eval_node(src, "train")})
         )
         plan.add(Node("dpo", "dpo", settings=dpo, deps={"data": prefs, "model": model_node_lazy(src)}))
         return plan.add(Node("export:dpo", "export", deps={"adapter": "dpo", "model": MODEL_NODES[src]}))

@@ -56,6 +56,7 @@ _OWN = {
     "sft": {"from", "rows"},
     "dpo": {"from"},
     "eval": {"max_scenarios", "k"},
+    "preferences": {"scenarios"},
 }
 # Settings the pipeline sets itself (paths, resuming): never from the file.
 _RESERVED = {
@@ -103,7 +104,7 @@ def step_keys(step: str) -> set[str]:
     if step == "preferences":
         from bdnsca.prefs.build import PreferenceSettings
 
-        return _dataclass_keys(PreferenceSettings) - {"score_scale"}
+        return _OWN["preferences"] | (_dataclass_keys(PreferenceSettings) - {"score_scale"})
     if step == "mine":
         from bdnsca.retrieval.mining import MiningSettings
 

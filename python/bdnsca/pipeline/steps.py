@@ -44,6 +44,12 @@ def eval_subset(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, Any
     return [rows[(i * len(rows)) // n] for i in range(n)]
 
 
+def outside(rows: list[dict[str, Any]], held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scenarios of ``rows`` that are not in ``held`` (the evaluated ones), in file order."""
+    ids = {r["scenario_id"] for r in held}
+    return [r for r in rows if r["scenario_id"] not in ids]
+
+
 def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a TOML basic string
 
@@ -105,9 +111,6 @@ def sft_data(ctx: StepContext) -> dict[str, Any]:
     from bdnsca.eval.scenarios import PromptTemplate, read_scenario_file
 
     rows = read_scenario_file(ctx.inputs["scenarios"])
-    held = {r["scenario_id"] for r in eval_subset(rows, ctx.settings.get("skip"))}
-    if ctx.settings.get("skip") is None:
-        held = set()
     template = PromptTemplate.load(None)
     out = [
         {
@@ -115,11 +118,14 @@ def sft_data(ctx: StepContext) -> dict[str, Any]:
             "completion": r["reference_response"],
             "metadata": {"scenario_id": r["scenario_id"]},
         }
-        for r in rows
-        if r["scenario_id"] not in held and r.get("reference_response")
+        for r in outside(rows, eval_subset(rows, ctx.settings.get("skip")))
+        if r.get("reference_response")
     ][: int(ctx.settings.get("rows", 64))]
     if not out:
-        raise BdnscaError(f"{ctx.inputs['scenarios']}: no scenario with a reference response is left for SFT")
+        raise BdnscaError(
+            f"{ctx.inputs['scenarios']}: no scenario with a reference response is left for SFT once the "
+            "evaluated ones are set aside (set steps.eval.max_scenarios below the number of scenarios)"
+        )
     write_jsonl(ctx.out / "sft.jsonl", out)
     return {"rows": len(out)}
 
@@ -306,13 +312,22 @@ def retrieval(ctx: StepContext) -> dict[str, Any]:
 
 def evaluate(ctx: StepContext) -> dict[str, Any]:
     """generate -> score -> judge into ``OUT/run``: arm ``target`` (the model, game state and
-    retrieved passages) against arm ``baseline`` (the base model without context)."""
+    retrieved passages) against arm ``baseline`` (the base model without context), on the
+    evaluation scenarios, or with ``train_pool`` on as many scenarios outside them."""
     import bdnsca
     from bdnsca.eval.scenarios import read_scenario_file
 
     ev = dict(ctx.settings.get("eval") or {})
     n, k = ev.pop("max_scenarios", None), int(ev.pop("k", 3))
-    rows = eval_subset(read_scenario_file(ctx.inputs["scenarios"]), n)
+    everything = read_scenario_file(ctx.inputs["scenarios"])
+    rows = eval_subset(everything, n)
+    if "train_pool" in ctx.settings:  # scenarios outside the evaluated ones (for preferences)
+        rows = eval_subset(outside(everything, rows), ctx.settings["train_pool"])
+        if not rows:
+            raise BdnscaError(
+                f"{ctx.inputs['scenarios']}: no scenario is left outside the evaluated ones for the "
+                "preference run (set steps.eval.max_scenarios below the number of scenarios)"
+            )
     write_jsonl(ctx.out / "scenarios.jsonl", rows)
     target, base = read_model(ctx.deps["model"])["gguf"], read_model(ctx.deps["baseline"])["gguf"]
     arms = "\n".join(
