@@ -9,7 +9,13 @@ import json
 import pytest
 
 from bdnsca.errors import BdnscaError, DataError
-from bdnsca.train.distill import DistillConfig, distill_draft, next_token_agreement, read_prompts
+from bdnsca.train.distill import (
+    DistillConfig,
+    agreement_on_ids,
+    distill_draft,
+    next_token_agreement,
+    read_prompts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +53,24 @@ def test_distillation_raises_greedy_agreement_with_the_target(target, prompts, t
     assert s["agreement_before"] < 0.05
     assert s["agreement_after"] > s["agreement_before"] + 0.2, s
 
-    # recomputed independently of distill_draft's own numbers, from the saved folders
+    # recomputed from the saved folders, by the text path (prompt and decoded answer re-encoded)
     tok = AutoTokenizer.from_pretrained(target)
     rows = [json.loads(x) for x in (out / "target_responses.jsonl").read_text().splitlines()]
     assert len(rows) == 12
     t = AutoModelForCausalLM.from_pretrained(target)
-    p, c = (
-        [r["prompt"] for r in rows if r["response"].strip()],
-        [r["response"] for r in rows if r["response"].strip()],
-    )
-    before = next_token_agreement(AutoModelForCausalLM.from_pretrained(out / "draft_init"), t, tok, p, c)
-    after = next_token_agreement(AutoModelForCausalLM.from_pretrained(out / "draft"), t, tok, p, c)
-    assert before == pytest.approx(s["agreement_before"]) and after == pytest.approx(s["agreement_after"])
+    seqs = [(r["prompt_ids"], r["response_ids"]) for r in rows if r["response_ids"]]
+    after = agreement_on_ids(AutoModelForCausalLM.from_pretrained(out / "draft"), t, seqs)
+    assert after == pytest.approx(s["agreement_after"])
+    p, c = [r["prompt"] for r in rows], [r["response"] for r in rows]
+    text_before = next_token_agreement(AutoModelForCausalLM.from_pretrained(out / "draft_init"), t, tok, p, c)
+    text_after = next_token_agreement(AutoModelForCausalLM.from_pretrained(out / "draft"), t, tok, p, c)
+    assert text_after > text_before + 0.1
 
-    # the target's greedy answers are what generate() gives: the draft learns the real thing
+    # the stored answers are what generate() gives, BOS-prefixed prompt as serve-bench encodes it
     ids = tok(rows[0]["prompt"], return_tensors="pt")["input_ids"]
+    assert ids[0, 0] == tok.bos_token_id and ids[0].tolist() == rows[0]["prompt_ids"]
     gen = t.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
-    assert tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True) == rows[0]["response"]
+    assert gen[0, ids.shape[1] :].tolist() == rows[0]["response_ids"]
 
     summary = json.loads((out / "distill.json").read_text())
     assert summary["agreement_after"] == pytest.approx(after)

@@ -113,6 +113,21 @@ def test_conversational_rows_mask_up_to_the_assistant_turn(tiny, tmp_path):
     assert tok.decode(ids[n:]).startswith("Blades and nails.")
 
 
+def test_tokenized_rows_mask_where_the_completion_mask_is_zero(tiny, tmp_path):
+    rows = [
+        {"input_ids": [1, 40, 41, 42, 50, 51, 2], "completion_mask": [0, 0, 0, 0, 1, 1, 1]},
+        {"input_ids": [1, 60, 70, 2], "completion_mask": [0, 1, 1, 1]},
+    ]
+    prep = prepare_sft(
+        config(tiny, write_jsonl(tmp_path / "ids.jsonl", rows), tmp_path / "out", batch_size=2)
+    )
+    batch = collate(prep, 2)
+    assert batch["input_ids"][0].tolist() == rows[0]["input_ids"]
+    assert batch["labels"][0].tolist() == [-100, -100, -100, -100, 50, 51, 2]
+    assert batch["labels"][1].tolist()[:4] == [-100, 60, 70, 2]
+    assert batch["labels"][1].tolist()[4:] == [-100] * 3
+
+
 def test_loss_falls_and_outputs_are_written(tiny, tmp_path):
     """LoRA on the tiny random model: the frozen random head bounds how far the loss can fall
     (from ln 512 = 6.24 to ~5.7 in 30 steps), so the check is a clear fall, not a small loss."""
@@ -263,6 +278,9 @@ def test_from_run_trains_and_writes_the_built_set(tiny, tmp_path):
         ('{"prompt": "x", "response": ""}', "field 'response' is empty"),
         ('{"prompt": "x", "response": ["y"]}', "must both be strings"),
         ('{"messages": [{"role": "user", "content": "hi"}]}', "must end with an assistant message"),
+        ('{"input_ids": [1, 2], "completion_mask": [0]}', "one per input id"),
+        ('{"input_ids": [1, 2], "completion_mask": [0, 0]}', "marks no completion token"),
+        ('{"input_ids": [1, 2]}', "missing field 'completion_mask'"),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path, line, message):

@@ -6,8 +6,9 @@ property speculative decoding's acceptance rate rests on. Draft and target share
 target's tokenizer). With ``gguf`` the draft is written as ``draft/model.gguf`` for serve-bench's
 ``draft:PATH:N`` (and a tiny initial draft as ``draft_init/model.gguf``, the "before" to compare).
 
-Output folder: ``target_responses.jsonl`` (the distillation set), ``draft_init/`` (a tiny initial
-draft), ``sft/`` (train-sft's output), ``draft/`` (the draft's full weights and tokenizer,
+Output folder: ``target_responses.jsonl`` (the target's answers, as text and token ids),
+``distill_dataset.jsonl`` (what the draft trains on: the exact token ids, prompt masked),
+``draft_init/`` (a tiny initial draft), ``sft/`` (train-sft's output), ``draft/`` (the draft's full weights and tokenizer,
 ``model.gguf``), ``distill.json`` (settings, greedy next-token agreement with the target before
 and after). Prompts are encoded as serve-bench encodes them: BOS + the prompt text, or the chat
 template with ``chat``.
@@ -102,6 +103,46 @@ def encode_prompt(tokenizer, prompt: str, chat: bool = False) -> list[int]:
     return tokenizer(prompt)["input_ids"]
 
 
+def generate_ids(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, generated ids) per prompt: HF ``generate``, batch of one, the generated ids
+    ending with EOS where the model stopped. Sampling is seeded once, so a run is reproducible."""
+    import torch
+
+    torch.manual_seed(seed)
+    model.eval()
+    out = []
+    kwargs: dict[str, Any] = {"do_sample": do_sample}
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.no_grad():
+        for prompt in prompts:
+            p = encode_prompt(tokenizer, prompt, chat)
+            ids = torch.tensor([p])
+            gen = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **kwargs,
+            )
+            out.append((p, gen[0, len(p) :].tolist()))
+    return out
+
+
 def generate_responses(
     model,
     tokenizer,
@@ -114,51 +155,28 @@ def generate_responses(
     seed: int = 0,
     chat: bool = False,
 ) -> list[str]:
-    """The model's continuation of each prompt (HF ``generate``, batch of one, stopping at EOS),
-    decoded without special tokens. Sampling is seeded once, so a run is reproducible."""
-    import torch
-
-    torch.manual_seed(seed)
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for prompt in prompts:
-            ids = torch.tensor([encode_prompt(tokenizer, prompt, chat)])
-            kwargs: dict[str, Any] = {"do_sample": do_sample}
-            if do_sample:
-                kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            gen = model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                **kwargs,
-            )
-            out.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
-    return out
+    """The model's continuation of each prompt (``generate_ids``), decoded without special tokens."""
+    pairs = generate_ids(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=do_sample,
+        temperature=temperature, top_p=top_p, seed=seed, chat=chat,
+    )  # fmt: skip
+    return [tokenizer.decode(c, skip_special_tokens=True) for _, c in pairs]
 
 
-def next_token_agreement(
-    draft, target, tokenizer, prompts: list[str], completions: list[str], chat: bool = False
-) -> float:
-    """The share of positions, over each prompt followed by the target's completion, at which the
-    draft's greedy next token equals the target's: what a speculative step gets accepted on.
-    Counted at the positions that predict a completion token."""
+def agreement_on_ids(draft, target, sequences: list[tuple[list[int], list[int]]]) -> float:
+    """The share of completion positions (over (prompt ids, completion ids) pairs) at which the
+    draft's greedy next token equals the target's: a greedy speculative step accepts a drafted
+    token exactly when it does."""
     import torch
 
     agree = total = 0
     draft.eval()
     target.eval()
     with torch.no_grad():
-        for prompt, completion in zip(prompts, completions, strict=True):
-            p = encode_prompt(tokenizer, prompt, chat)
-            c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        for p, c in sequences:
             if not c:
                 continue
-            ids = torch.tensor([p + c])
+            ids = torch.tensor([list(p) + list(c)])
             span = slice(len(p) - 1, len(p) + len(c) - 1)
             d = draft(input_ids=ids).logits[0, span].argmax(-1)
             t = target(input_ids=ids).logits[0, span].argmax(-1)
@@ -167,6 +185,17 @@ def next_token_agreement(
     if total == 0:
         raise BdnscaError("no completion tokens to measure agreement on (the target answered nothing)")
     return agree / total
+
+
+def next_token_agreement(
+    draft, target, tokenizer, prompts: list[str], completions: list[str], chat: bool = False
+) -> float:
+    """``agreement_on_ids`` over each prompt (encoded as served) followed by a completion text."""
+    seqs = [
+        (encode_prompt(tokenizer, p, chat), tokenizer(c, add_special_tokens=False)["input_ids"])
+        for p, c in zip(prompts, completions, strict=True)
+    ]
+    return agreement_on_ids(draft, target, seqs)
 
 
 def check_same_tokenizer(target_tok, draft_tok, target: str, draft: str) -> None:
@@ -266,36 +295,37 @@ def distill_draft(cfg: DistillConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         rows = []
         for k in range(cfg.samples_per_prompt):
-            texts = generate_responses(
+            pairs = generate_ids(
                 target, tok, prompts, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
                 temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + k, chat=cfg.chat,
             )  # fmt: skip
             rows += [
-                {"prompt_index": i, "sample_index": k, "prompt": p, "response": r}
-                for i, (p, r) in enumerate(zip(prompts, texts, strict=True))
+                {
+                    "prompt_index": i,
+                    "sample_index": k,
+                    "prompt": prompt,
+                    "response": tok.decode(c, skip_special_tokens=True),
+                    "prompt_ids": p,
+                    "response_ids": c,
+                }
+                for i, (prompt, (p, c)) in enumerate(zip(prompts, pairs, strict=True))
             ]
         generate_s = time.perf_counter() - t0
         write_jsonl(responses_path, rows)
-    train_rows = [r for r in rows if r["response"].strip()]
-    if not train_rows:
+    # what the draft must predict: the completion's tokens, up to and including EOS
+    sequences = [(r["prompt_ids"], r["response_ids"]) for r in rows if r["response_ids"]]
+    if not sequences:
         raise BdnscaError("the target answered every prompt with nothing (EOS first); nothing to distill")
     dataset = out / "distill_dataset.jsonl"
-    chat_row = lambda r: {  # noqa: E731
-        "prompt": [{"role": "user", "content": r["prompt"]}],
-        "completion": [{"role": "assistant", "content": r["response"]}],
-    }
+    # token ids, not text: the draft learns the target's exact token sequences (decoding and
+    # re-encoding can split words differently, and bytes of a partial UTF-8 character are lost)
     write_jsonl(
         dataset,
-        [
-            chat_row(r) if cfg.chat else {"prompt": r["prompt"], "completion": r["response"]}
-            for r in train_rows
-        ],
+        [{"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)} for p, c in sequences],
     )
 
-    measure_p = [r["prompt"] for r in train_rows]
-    measure_c = [r["response"] for r in train_rows]
     draft0 = AutoModelForCausalLM.from_pretrained(init_dir)
-    before = next_token_agreement(draft0, target, tok, measure_p, measure_c, cfg.chat)
+    before = agreement_on_ids(draft0, target, sequences)
     del draft0
 
     sft_cfg = SFTTrainingConfig(
@@ -332,7 +362,7 @@ def distill_draft(cfg: DistillConfig) -> dict[str, Any]:
             write_llama_gguf(draft, tok, stage / "model.gguf")
 
     save_pretrained_folder(out / "draft", draft, tok, extra=extra)
-    after = next_token_agreement(draft, target, tok, measure_p, measure_c, cfg.chat)
+    after = agreement_on_ids(draft, target, sequences)
     train = metrics["train"]
     summary = {
         "settings": asdict(cfg),
@@ -340,13 +370,13 @@ def distill_draft(cfg: DistillConfig) -> dict[str, Any]:
         "learning_rate": lr,
         "prompts": len(prompts),
         "responses": len(rows),
-        "empty_responses_skipped": len(rows) - len(train_rows),
+        "empty_responses_skipped": len(rows) - len(sequences),
         "train_steps": metrics["train_steps"],
         "train_loss_first": train[0]["loss"] if train else None,
         "train_loss_last": train[-1]["loss"] if train else None,
         "agreement_before": before,
         "agreement_after": after,
-        "agreement_measured_on": "the target's responses to the training prompts (greedy next token)",
+        "agreement_measured_on": "the target's generated tokens on the training prompts (greedy next token)",
         "target": cfg.target,
         "draft_init_dir": str(init_dir),
         "draft_dir": str(out / "draft"),
@@ -367,6 +397,8 @@ __all__ = [
     "check_same_tokenizer",
     "distill_draft",
     "encode_prompt",
+    "agreement_on_ids",
+    "generate_ids",
     "generate_responses",
     "next_token_agreement",
     "read_prompts",

@@ -2,9 +2,10 @@
 CUDA) or a full fine-tune, sharing options, outputs and ``--resume`` with ``train-dpo`` through
 :mod:`bdnsca.train.common`.
 
-Rows are ``prompt, response`` (or ``prompt, completion``) strings, or trl's conversational form
+Rows are ``prompt, response`` (or ``prompt, completion``) strings, trl's conversational form
 ``messages`` (the last message, an assistant's, is the completion; everything before it the
-prompt). The loss covers the completion only (prompt tokens are labelled -100) unless
+prompt), or token ids (``input_ids`` with a ``completion_mask``; trl's tokenized form). The
+loss covers the completion only (prompt tokens are labelled -100) unless
 ``completion_only_loss`` is off. ``build_sft_from_run`` makes the rows from an evaluation run
 folder: per scenario the best-rated successful response of the chosen arms, or the scenario's
 reference response. torch, transformers, trl and peft are imported only when training starts.
@@ -81,8 +82,24 @@ def _is_messages(value: Any) -> bool:
     )
 
 
+def _token_row(obj: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
+    """trl's tokenized form: ``input_ids`` and ``completion_mask`` (1 on the completion's tokens)."""
+    ids, mask = obj["input_ids"], obj.get("completion_mask")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
+        raise DataError(path, lineno, "field 'input_ids' must be a non-empty list of token ids")
+    if mask is None:
+        raise DataError(path, lineno, "missing field 'completion_mask' (tokenized rows need it)")
+    if not isinstance(mask, list) or len(mask) != len(ids) or any(m not in (0, 1) for m in mask):
+        raise DataError(path, lineno, "'completion_mask' must be 0s and 1s, one per input id")
+    if 1 not in mask:
+        raise DataError(path, lineno, "'completion_mask' marks no completion token")
+    return {"input_ids": ids, "completion_mask": mask}
+
+
 def _sft_row(obj: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
-    """One row in trl's prompt-completion form."""
+    """One row in trl's prompt-completion form (or its tokenized form)."""
+    if "input_ids" in obj:
+        return _token_row(obj, path, lineno)
     if "messages" in obj and "prompt" not in obj:
         msgs = obj["messages"]
         if not _is_messages(msgs):
@@ -113,7 +130,8 @@ def _sft_row(obj: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
 
 def read_sft_dataset(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, groups): rows in trl's prompt-completion form (``prompt``, ``completion``: both
-    strings, or both message lists), and per row the group an eval split keeps together
+    strings, or both message lists) or its tokenized form (``input_ids``, ``completion_mask``:
+    exact token sequences, as distill-draft writes them), and per row the group an eval split keeps together
     (``metadata.scenario_id``, else the prompt). A missing field or an empty file is a
     ``DataError`` naming the file and line."""
     path = Path(path)
@@ -122,16 +140,18 @@ def read_sft_dataset(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]]
     kinds: set[bool] = set()
     for lineno, obj in iter_jsonl(path):
         row = _sft_row(obj, path, lineno)
-        kinds.add(isinstance(row["prompt"], str))
+        kinds.add("tokens" if "input_ids" in row else "text" if isinstance(row["prompt"], str) else "chat")
         if len(kinds) > 1:
-            raise DataError(path, lineno, "rows mix plain text and chat messages; use one form throughout")
+            raise DataError(
+                path, lineno, "rows mix plain text, chat messages and token ids; use one form throughout"
+            )
         rows.append(row)
         meta = obj.get("metadata")
         sid = meta.get("scenario_id") if isinstance(meta, dict) else None
         if sid not in (None, ""):
             groups.append(f"scenario:{sid}")
         else:
-            p = row["prompt"]
+            p = row.get("prompt", row.get("input_ids"))
             groups.append("prompt:" + (p if isinstance(p, str) else json.dumps(p, sort_keys=True)))
     if not rows:
         raise DataError(path, None, "the SFT dataset is empty")
@@ -351,7 +371,7 @@ def prepare_sft(cfg: SFTTrainingConfig) -> PreparedTraining:
         **training_arguments(cfg, workdir, bool(eval_rows)),
         completion_only_loss=cfg.completion_only_loss,
     )
-    strip = lambda rs: [{"prompt": r["prompt"], "completion": r["completion"]} for r in rs]  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "metadata"} for r in rs]  # noqa: E731
     trainer = SFTTrainer(
         model=model,
         args=args,
