@@ -56,6 +56,8 @@ struct Scratch {
     counts: Vec<u32>,
     table: StampTable,
     stamp: Vec<u32>,
+    rep: Vec<u8>,
+    grams: Vec<u32>,
     limits: Limits,
 }
 
@@ -291,30 +293,39 @@ fn stats_with(text: &str, threshold: f64, s: &mut Scratch) -> LexicalStats {
     let types = s.first_span.len();
     let ids = &s.ids;
     let (distinct2, distinct3) = if types < 1 << 21 {
-        // An n-gram with a token that occurs once in the text cannot repeat: only n-grams of
-        // repeated tokens go through the table (in short replies, a handful). Bigram and
-        // trigram keys share it: a trigram is three 21-bit ids, a bigram two ids under the tag
-        // bit 63, which no trigram key sets.
+        // An n-gram with a token that occurs once in the text cannot repeat: it is counted
+        // distinct at once, and only n-grams of repeated tokens go through the table (in short
+        // replies, a handful). Bigram and trigram keys share it: a trigram is three 21-bit
+        // ids, a bigram two ids under the tag bit 63, which no trigram key sets. The first
+        // loop has no branch to mispredict (whether a token repeats is a coin flip): `s.rep[i]`
+        // says token i occurs more than once, and the positions whose bigram is made of
+        // repeated tokens are gathered into `s.grams` for the second.
         let counts = &s.counts;
-        let repeated = |id: u32| counts[id as usize] > 1;
-        s.table.reset(2 * n);
-        let (mut d2, mut d3) = (0usize, 0usize);
-        for (i, w) in ids.windows(2).enumerate() {
-            let third = ids.get(i + 2).copied();
-            if !(repeated(w[0]) && repeated(w[1])) {
-                d2 += 1;
-                d3 += usize::from(third.is_some());
-                continue;
+        s.rep.clear();
+        s.rep
+            .extend(ids.iter().map(|&id| u8::from(counts[id as usize] > 1)));
+        s.grams.clear();
+        s.grams.resize(n, 0);
+        let rep = &s.rep;
+        let (mut d2, mut d3, mut k) = (0usize, 0usize, 0usize);
+        for i in 0..n - 1 {
+            let both = rep[i] & rep[i + 1];
+            d2 += usize::from(both ^ 1);
+            // a trigram at i exists when i + 2 < n; one with a token met once is distinct
+            if let Some(&r3) = rep.get(i + 2) {
+                d3 += usize::from((both & r3) ^ 1);
             }
-            let (a, b) = (u64::from(w[0]), u64::from(w[1]));
+            s.grams[k] = i as u32;
+            k += usize::from(both);
+        }
+        s.table.reset(2 * k);
+        for &i in &s.grams[..k] {
+            let i = i as usize;
+            let (a, b) = (u64::from(ids[i]), u64::from(ids[i + 1]));
             d2 += usize::from(s.table.get_or_insert(1 << 63 | a << 32 | b, 0, |_| true).1);
-            match third {
-                Some(c) if repeated(c) => {
-                    let key = a << 42 | b << 21 | u64::from(c);
-                    d3 += usize::from(s.table.get_or_insert(key, 0, |_| true).1);
-                }
-                Some(_) => d3 += 1,
-                None => {}
+            if let (Some(&c), Some(1)) = (ids.get(i + 2), rep.get(i + 2)) {
+                let key = a << 42 | b << 21 | u64::from(c);
+                d3 += usize::from(s.table.get_or_insert(key, 0, |_| true).1);
             }
         }
         (d2, d3)
@@ -388,11 +399,10 @@ fn mtld_pass(
     let mut factors = 0.0f64;
     for id in ids {
         count += 1;
+        // branch-free: whether a token is new to the stretch is a coin flip to the predictor
         let slot = &mut seen[id as usize];
-        if *slot != stamp {
-            *slot = stamp;
-            types += 1;
-        }
+        types += u32::from(*slot != stamp);
+        *slot = stamp;
         // types / count <= threshold, decided without dividing (see `Limits`)
         if types <= limits[count] {
             factors += 1.0;
@@ -616,6 +626,54 @@ mod tests {
         assert!(close(s.distinct2, (n - 3) as f64 / (n - 1) as f64));
         // trigrams: n - 2, of which (w0 w1 w2) repeats
         assert!(close(s.repetition, 1.0 / (n - 2) as f64));
+    }
+
+    #[test]
+    fn counts_equal_a_brute_force_over_tokens_of_many_lengths() {
+        // tokens of 1-12 letters over a tiny alphabet (so many repeat, and many share a prefix
+        // or differ only past byte 8), mixed case, in ASCII texts and the same texts with a
+        // non-ASCII word (the Unicode path): types, distinct-2 and rep-3 as sets count them
+        use std::collections::HashSet;
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for round in 0..400 {
+            let n = 1 + next(40) as usize;
+            let words: Vec<String> = (0..n)
+                .map(|_| {
+                    let len = 1 + next(12) as usize;
+                    (0..len)
+                        .map(|_| if next(2) == 0 { 'a' } else { 'B' })
+                        .collect()
+                })
+                .collect();
+            let mut text = words.join(" ");
+            if round % 2 == 1 {
+                text.push_str(" é");
+            }
+            let toks: Vec<String> = text.split(' ').map(|w| w.to_lowercase()).collect();
+            let t = toks.len();
+            let types: HashSet<&String> = toks.iter().collect();
+            let bigrams: HashSet<(&String, &String)> =
+                toks.windows(2).map(|w| (&w[0], &w[1])).collect();
+            let trigrams: HashSet<_> = toks.windows(3).map(|w| (&w[0], &w[1], &w[2])).collect();
+            let got = st(&text);
+            assert_eq!((got.tokens, got.types), (t, types.len()), "{text:?}");
+            if t >= 2 {
+                assert!(
+                    close(got.distinct2, bigrams.len() as f64 / (t - 1) as f64),
+                    "{text:?}"
+                );
+            }
+            if t >= 3 {
+                let want = 1.0 - trigrams.len() as f64 / (t - 2) as f64;
+                assert!(close(got.repetition, want), "{text:?}");
+            }
+        }
     }
 
     #[test]
