@@ -136,6 +136,7 @@ def test_loss_falls_and_outputs_are_written(tiny, tmp_path):
     m = train_sft(config(tiny, data, out, max_steps=16, learning_rate=1e-2, lora_dropout=0.0))
     losses = [h["loss"] for h in m["train"]]
     assert len(losses) == 16 and m["train_steps"] == 16
+    assert m["train_rows"] == 4 and m["train_rows_dropped_by_max_length"] == 0
     assert losses[-1] < losses[0] - 0.3, losses
     for name in ("adapter_config.json", "training_config.json", "metrics.json", "training_curves.png"):
         assert (out / name).exists(), name
@@ -296,6 +297,12 @@ def test_empty_dataset(tmp_path):
     path.write_text("")
     with pytest.raises(DataError, match="empty"):
         read_sft_dataset(path)
+
+
+def test_prompts_filling_max_length_are_a_clear_error(tiny, tmp_path):
+    data = write_jsonl(tmp_path / "sft.jsonl", ROWS)
+    with pytest.raises(BdnscaError, match="fills --max-length 3 tokens"):
+        prepare_sft(config(tiny, data, tmp_path / "out", max_length=3))
 
 
 def test_unknown_arm_names_the_known_ones(tmp_path):

@@ -8,10 +8,10 @@ target's tokenizer). With ``gguf`` the draft is written as ``draft/model.gguf`` 
 
 Output folder: ``target_responses.jsonl`` (the target's answers, as text and token ids),
 ``distill_dataset.jsonl`` (what the draft trains on: the exact token ids, prompt masked),
-``draft_init/`` (a tiny initial draft), ``sft/`` (train-sft's output), ``draft/`` (the draft's full weights and tokenizer,
-``model.gguf``), ``distill.json`` (settings, greedy next-token agreement with the target before
-and after). Prompts are encoded as serve-bench encodes them: BOS + the prompt text, or the chat
-template with ``chat``.
+``draft_init/`` (a tiny initial draft), ``sft/`` (train-sft's output), ``draft/`` (the draft's
+full weights and tokenizer, ``model.gguf``), ``distill.json`` (settings, greedy next-token
+agreement with the target before and after). Prompts are encoded as serve-bench encodes them:
+BOS + the prompt text, or the chat template with ``chat``.
 """
 
 from __future__ import annotations

@@ -380,6 +380,11 @@ def prepare_sft(cfg: SFTTrainingConfig) -> PreparedTraining:
         processing_class=tokenizer,
         peft_config=None if cfg.full_finetune else lora_config(cfg, targets),
     )
+    if len(trainer.train_dataset) == 0:
+        raise BdnscaError(
+            f"every training row's prompt fills --max-length {cfg.max_length} tokens, so no completion "
+            "token is left to learn (trl keeps a row's start); raise --max-length"
+        )
     return PreparedTraining(trainer, tokenizer, quant, targets, train_rows, eval_rows)
 
 
@@ -395,6 +400,8 @@ def train_sft(cfg: SFTTrainingConfig) -> dict[str, Any]:
         "completion_only_loss": cfg.completion_only_loss,
         "full_finetune": cfg.full_finetune,
         "train_rows": len(prep.train_rows),
+        # rows whose prompt fills max_length: trl drops them (no completion token left)
+        "train_rows_dropped_by_max_length": len(prep.train_rows) - len(prep.trainer.train_dataset),
         "eval_rows": len(prep.eval_rows),
     }
     return run_training(cfg, prep, kind, extra=lambda folder: write_jsonl(folder / DATASET_FILE, rows))
