@@ -137,3 +137,27 @@ def test_cli_refuses_another_tokenizer_in_one_line(target, prompts, tmp_path):
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith(f"error: draft {other} has a vocabulary of"), r.stderr
+
+
+def test_a_given_draft_gets_lora_merged_into_full_weights(target, prompts, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bdnsca.train.tiny import TinyModelConfig, make_tiny_model
+
+    init = tmp_path / "init"
+    make_tiny_model(
+        init, TinyModelConfig(layers=1, hidden_size=32, heads=2, kv_heads=1), tokenizer_from=target
+    )
+    cfg = DistillConfig(
+        target=str(target), draft_init=str(init), prompts=str(prompts), output_dir=str(tmp_path / "d"),
+        max_new_tokens=4, max_steps=3, learning_rate=1e-2,
+    )  # fmt: skip
+    s = distill_draft(cfg)
+    assert s["full_finetune"] is False
+    assert (tmp_path / "d" / "sft" / "adapter_config.json").exists()
+    before = AutoModelForCausalLM.from_pretrained(init).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "d" / "draft").state_dict()
+    assert before.keys() == after.keys()  # plain weights, no LoRA modules left
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all("proj" in k for k in changed)  # LoRA targets only; embeddings untouched
