@@ -514,3 +514,47 @@ def test_sft_rows_and_the_preference_run_never_use_the_scenarios_the_gates_evalu
     run = plan.nodes[plan.nodes["preferences"].deps["run"]]
     assert run.name == "eval-train:sft" and run.settings["train_pool"] == 8
     assert "train_pool" not in plan.nodes["eval:dpo"].settings
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def _ctx_for(node, folders: dict[str, Path], out: Path):
+    from bdnsca.pipeline.engine import StepContext
+
+    out.mkdir(parents=True, exist_ok=True)
+    return StepContext(
+        node.name,
+        out,
+        dict(node.settings),
+        dict(node.inputs),
+        {role: folders[dep] for role, dep in node.deps.items()},
+        out / "log",
+    )
+
+
+def test_a_draft_given_as_a_gguf_path_reaches_serve_bench_as_draft_path_n(tmp_path, monkeypatch):
+    import bdnsca.serve.bench as bench
+    from bdnsca.pipeline.steps import serve
+
+    draft = tmp_path / "draft.gguf"
+    draft.write_bytes(b"GGUF")
+    exps = '[[experiment]]\nname = "s"\nmodel = "dpo"\nspeculative = ["none", "draft:4"]\n'
+    plan = build_plan(load_spec(write_spec(tmp_path, model=f'draft = "{draft}"', exps=exps)))
+    node = plan.nodes[plan.gates["s"]["serve"]]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"hf": None, "gguf": str(tmp_path / "m.gguf")}))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_bench(settings):
+        seen["modes"] = settings.speculative
+        raise Stop
+
+    monkeypatch.setattr(bench, "run_serve_bench", fake_bench)
+    with pytest.raises(Stop):
+        serve(_ctx_for(node, {d: model for d in node.deps.values()}, tmp_path / "serve"))
+    assert [(m.kind, m.n, m.draft_path) for m in seen["modes"]] == [("none", 0, ""), ("draft", 4, str(draft))]

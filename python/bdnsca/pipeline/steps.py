@@ -373,16 +373,24 @@ def evaluate(ctx: StepContext) -> dict[str, Any]:
     }
 
 
+def resolve_modes(modes: list[str], ctx: StepContext) -> list[str]:
+    """The serve node's modes with ``draft:N`` made concrete: ``draft:GGUF:N``, the draft being the
+    file's GGUF path (an input of the node) or the GGUF of the draft node it depends on."""
+    out = []
+    for m in modes:
+        if m.startswith("draft:") and m[len("draft:") :].isdigit():
+            gguf = str(ctx.inputs["draft"]) if "draft" in ctx.inputs else read_model(ctx.deps["draft"])["gguf"]
+            m = f"draft:{gguf}:{m[len('draft:') :]}"
+        out.append(m)
+    return out
+
+
 def serve(ctx: StepContext) -> dict[str, Any]:
     """``serve-bench`` of the model with the listed speculative modes into ``OUT/bench``."""
     from bdnsca.serve.bench import ServeBenchSettings, parse_speculative, run_serve_bench
 
     s = dict(ctx.settings)
-    modes = []
-    for m in s.pop("speculative"):
-        if m.startswith("draft:") and m[len("draft:") :].isdigit():
-            m = f"draft:{read_model(ctx.deps['draft'])['gguf']}:{m[len('draft:') :]}"
-        modes.append(m)
+    modes = resolve_modes(s.pop("speculative"), ctx)
     settings = ServeBenchSettings(
         models=[read_model(ctx.deps["model"])["gguf"]],
         speculative=parse_speculative(",".join(modes)),
