@@ -379,7 +379,10 @@ def resolve_modes(modes: list[str], ctx: StepContext) -> list[str]:
     out = []
     for m in modes:
         if m.startswith("draft:") and m[len("draft:") :].isdigit():
-            gguf = str(ctx.inputs["draft"]) if "draft" in ctx.inputs else read_model(ctx.deps["draft"])["gguf"]
+            if "draft" in ctx.inputs:
+                gguf = str(ctx.inputs["draft"])
+            else:
+                gguf = read_model(ctx.deps["draft"])["gguf"]
             m = f"draft:{gguf}:{m[len('draft:') :]}"
         out.append(m)
     return out
