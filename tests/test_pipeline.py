@@ -371,6 +371,13 @@ def test_a_better_candidate_is_promoted_and_a_worse_one_is_not(tmp_path):
         promote(path, "worse")
     assert link.resolve() == pr.anchor.resolve()
     assert {p.name for p in anchors.iterdir() if not p.name.startswith(".")} == {"current", pr.anchor.name}
+    # the record still verifies after the next run rewrote OUTPUT/pipeline.json
+    assert file_sha256(out / "pipeline.json") != promoted["manifest_sha256"]
+    assert file_sha256(pr.anchor / "pipeline.json") == promoted["manifest_sha256"]
+    kept = json.loads((pr.anchor / "pipeline.json").read_text())
+    assert kept["nodes"]["gate:better"]["key"] == res.manifest["nodes"]["gate:better"]["key"]
+    toml_sha = file_sha256(pr.anchor / "experiment.toml")
+    assert toml_sha == promoted["experiment_file_sha256"] == file_sha256(path)
 
 
 # ----------------------------------------------------------------------------- the tiny pipeline

@@ -3,10 +3,11 @@
 The promoted anchor is a folder ``OUTPUT/anchors/<experiment>-<UTC stamp>/``: the candidate's
 evaluation run (``run_config.json``, ``scenarios.jsonl``, ``responses/``, ``scores/``, the judge's
 ratings), ``serving/summary.json``, ``retrieval/run.jsonl`` and ``qrels.jsonl``, ``gate/`` (the
-report that justified it), ``model.json`` and ``promoted.json`` (what was promoted, the gate
-report's and the manifest's SHA-256). It is built beside its final name and renamed into place;
-then ``OUTPUT/anchors/current`` (a symbolic link) is replaced atomically to point at it. A failed,
-stale or missing gate leaves the anchor untouched and says why.
+report that justified it), ``model.json``, copies of ``pipeline.json`` and the experiment file
+(``experiment.toml``: the next run rewrites the manifest) and ``promoted.json`` (what was
+promoted, the gate report's SHA-256 and those copies' SHA-256). It is built beside its final
+name and renamed into place; then ``OUTPUT/anchors/current`` (a symbolic link) is replaced
+atomically to point at it. A failed, stale or missing gate leaves the anchor untouched and says why.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def _promote(spec: Any, experiment: str) -> PromotionResult:
         model_json = node_folder(plan.nodes[names_of["eval"]].deps["model"]) / "model.json"
         if model_json.exists():
             shutil.copy2(model_json, stage / "model.json")
+        # the record must outlive the next run, which rewrites OUTPUT/pipeline.json: keep copies
+        shutil.copy2(out / store.MANIFEST, stage / store.MANIFEST)
+        shutil.copy2(spec.path, stage / "experiment.toml")
         promoted = {
             "experiment": experiment,
             "model": names_of["model"],
@@ -135,9 +139,10 @@ def _promote(spec: Any, experiment: str) -> PromotionResult:
             "candidate_run": str(node_folder(names_of["eval"]) / "run"),
             "gate_report": str(report_path),
             "gate_report_sha256": file_sha256(report_path),
-            "manifest": str(out / store.MANIFEST),
-            "manifest_sha256": file_sha256(out / store.MANIFEST),
-            "experiment_file_sha256": file_sha256(spec.path),
+            "manifest": store.MANIFEST,
+            "manifest_sha256": file_sha256(stage / store.MANIFEST),
+            "experiment_file": "experiment.toml",
+            "experiment_file_sha256": file_sha256(stage / "experiment.toml"),
             "previous_anchor": str(previous) if previous else plan.anchor_description,
             "promoted_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
