@@ -565,3 +565,21 @@ def test_a_draft_given_as_a_gguf_path_reaches_serve_bench_as_draft_path_n(tmp_pa
     with pytest.raises(Stop):
         serve(_ctx_for(node, {d: model for d in node.deps.values()}, tmp_path / "serve"))
     assert [(m.kind, m.n, m.draft_path) for m in seen["modes"]] == [("none", 0, ""), ("draft", 4, str(draft))]
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "link to a non-run folder"])
+def test_a_current_anchor_that_is_not_a_run_is_one_line_before_any_step(tmp_path, kind):
+    path = write_spec(tmp_path)
+    anchors = tmp_path / "out" / "anchors"
+    anchors.mkdir(parents=True)
+    if kind == "empty folder":
+        (anchors / "current").mkdir()
+    else:
+        (anchors / "elsewhere").mkdir()
+        (anchors / "current").symlink_to("elsewhere")
+    called: list[str] = []
+    with pytest.raises(SpecError) as err:
+        run_pipeline(path, functions={k: called.append for k in ("tiny_model", "sft", "dpo", "index")})
+    msg = str(err.value)
+    assert "\n" not in msg and "anchors/current" in msg and "not a run (no run_config.json)" in msg, msg
+    assert called == [] and not (tmp_path / "out" / "nodes").exists()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bdnsca.pipeline.graph import Node
-from bdnsca.pipeline.spec import PipelineSpec, is_pipeline_draft
+from bdnsca.pipeline.spec import PipelineSpec, SpecError, is_pipeline_draft
 
 MODEL_NODES = {"base": "base", "sft": "export:sft", "dpo": "export:dpo"}
 
@@ -244,6 +244,11 @@ def build_plan(spec: PipelineSpec) -> Plan:
     gate_inputs: dict[str, Path] = {"gold": d["gold"]}
     gate_deps: dict[str, str] = {}
     anchor = current_anchor(spec.output_dir)
+    if anchor is not None and not (anchor / "run_config.json").is_file():
+        raise SpecError(
+            f"{spec.path}: the current anchor {spec.output_dir / 'anchors' / 'current'} -> {anchor} is not "
+            "a run (no run_config.json): point it at a promoted anchor folder or remove the link"
+        )
     if anchor is None and spec.anchor_run is not None:
         anchor = spec.anchor_run
     if anchor is not None:
