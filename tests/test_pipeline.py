@@ -583,3 +583,18 @@ def test_a_current_anchor_that_is_not_a_run_is_one_line_before_any_step(tmp_path
     msg = str(err.value)
     assert "\n" not in msg and "anchors/current" in msg and "not a run (no run_config.json)" in msg, msg
     assert called == [] and not (tmp_path / "out" / "nodes").exists()
+
+
+def test_the_gate_retrieval_split_is_the_reranker_trainers_own_defaults(tmp_path):
+    from dataclasses import fields
+
+    from bdnsca.train.reranker import RerankerTrainingConfig
+
+    defaults = {f.name: f.default for f in fields(RerankerTrainingConfig)}
+    plan = build_plan(load_spec(write_spec(tmp_path, steps="[steps.reranker]\nmax_steps = 2")))
+    s = plan.nodes["retrieval:bm25"].settings
+    assert s["depth"] == defaults["eval_depth"]
+    assert s["heldout_fraction"] == defaults["heldout_fraction"]
+    assert s["split_seed"] == defaults["split_seed"] and s["domain_field"] == defaults["domain_field"]
+    plan = build_plan(load_spec(write_spec(tmp_path, steps="[steps.reranker]\neval_depth = 7")))
+    assert plan.nodes["retrieval:bm25"].settings["depth"] == 7

@@ -60,6 +60,22 @@ def _speculative(spec: PipelineSpec, modes: list[str]) -> tuple[list[str], bool]
     return out, needs
 
 
+def reranker_split(settings: dict[str, Any]) -> dict[str, Any]:
+    """The held-out split and depth ``train-reranker`` uses with these settings (its own defaults
+    where the file is silent), so the gate's retrieval runs score exactly its held-out queries."""
+    from bdnsca.train.reranker import RerankerTrainingConfig
+
+    x = "unused"
+    cfg = RerankerTrainingConfig(pairs=x, corpus=x, gold=x, **settings)
+    return {
+        "depth": int(cfg.eval_depth),
+        "heldout_fraction": cfg.heldout_fraction,
+        "split_seed": cfg.split_seed,
+        "heldout_domains": cfg.heldout_domains,
+        "domain_field": cfg.domain_field,
+    }
+
+
 def build_plan(spec: PipelineSpec) -> Plan:
     plan = Plan()
     d = spec.data
@@ -157,14 +173,7 @@ def build_plan(spec: PipelineSpec) -> Plan:
 
     index = plan.add(Node("index", "index", inputs={"corpus": d["corpus"]}))
     # Both retrieval runs cover the reranker's held-out gold queries only (its split settings).
-    rr_settings = s("reranker")
-    retrieval_settings = {
-        "depth": int(rr_settings.get("eval_depth", 20)),
-        "heldout_fraction": rr_settings.get("heldout_fraction", 0.2),
-        "split_seed": rr_settings.get("split_seed", 0),
-        "heldout_domains": rr_settings.get("heldout_domains"),
-        "domain_field": rr_settings.get("domain_field", "domain"),
-    }
+    retrieval_settings = reranker_split(s("reranker"))
     retrieval_bm25 = plan.add(
         Node(
             "retrieval:bm25",
