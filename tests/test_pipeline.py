@@ -265,7 +265,11 @@ def test_experiments_share_the_nodes_they_have_in_common(tmp_path):
     )
     plan = build_plan(load_spec(write_spec(tmp_path, model='draft = "tiny"', exps=exps)))
     g = plan.gates
-    assert g["1"]["eval"] == g["2"]["eval"] == g["3"]["eval"] == "eval:dpo"
+    # answers are generated through the reranker where the experiment declares one; speculative
+    # decoding is serving only, so experiment 3 shares experiment 2's evaluation
+    assert g["1"]["eval"] == "eval:dpo" and g["2"]["eval"] == g["3"]["eval"] == "eval:dpo+reranker"
+    assert plan.nodes["eval:dpo+reranker"].deps["reranker"] == "reranker"
+    assert "reranker" not in plan.nodes["eval:dpo"].deps
     assert g["1"]["serve"] == g["2"]["serve"] != g["3"]["serve"]
     assert (
         g["1"]["retrieval"] == "retrieval:bm25"
@@ -421,7 +425,13 @@ def test_the_tiny_pipeline_runs_end_to_end_then_reuses_everything_then_recompute
     third = run_pipeline(path)
     computed = {k for k, v in third.manifest["nodes"].items() if v["status"] == "computed"}
     assert computed == {"reranker"} | dependents(plan_nodes, "reranker")
-    assert computed == {"reranker", "retrieval:reranker", "gate:2-reranker", "gate:3-speculative"}
+    assert computed == {
+        "reranker",
+        "retrieval:reranker",
+        "eval:dpo+reranker",
+        "gate:2-reranker",
+        "gate:3-speculative",
+    }
     assert [s for n, s in pipeline_status(path)] == ["finished"] * len(plan_nodes)
 
 
@@ -598,3 +608,45 @@ def test_the_gate_retrieval_split_is_the_reranker_trainers_own_defaults(tmp_path
     assert s["split_seed"] == defaults["split_seed"] and s["domain_field"] == defaults["domain_field"]
     plan = build_plan(load_spec(write_spec(tmp_path, steps="[steps.reranker]\neval_depth = 7")))
     assert plan.nodes["retrieval:bm25"].settings["depth"] == 7
+
+
+def test_an_experiment_with_the_reranker_generates_its_answers_through_it(tmp_path, monkeypatch):
+    import tomllib
+
+    import bdnsca
+    from bdnsca.eval.arms import read_arms
+    from bdnsca.pipeline.steps import evaluate
+
+    exps = (
+        '[[experiment]]\nname = "1"\nmodel = "dpo"\n'
+        '[[experiment]]\nname = "2"\nmodel = "dpo"\nreranker = true\n'
+    )
+    plan = build_plan(load_spec(write_spec(tmp_path, steps="[steps.reranker]\neval_depth = 7", exps=exps)))
+    assert plan.gates["1"]["eval"] != plan.gates["2"]["eval"]
+    folders = {}
+    for name in ("export:dpo", "base", "index", "reranker", "judge"):
+        f = tmp_path / "nodes" / name.replace(":", "_")
+        (f / "model").mkdir(parents=True)
+        (f / "model.json").write_text(json.dumps({"hf": None, "gguf": str(f / "m.gguf")}))
+        (f / "m.gguf").write_bytes(b"GGUF")
+        (f / "index.bm25").write_bytes(b"")
+        folders[name] = f
+
+    class Stop(Exception):
+        pass
+
+    def fake_generate(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(bdnsca, "generate_run", fake_generate)
+    arms = {}
+    for exp in ("1", "2"):
+        node = plan.nodes[plan.gates[exp]["eval"]]
+        out = tmp_path / f"eval{exp}"
+        with pytest.raises(Stop):
+            evaluate(_ctx_for(node, folders, out))
+        arms[exp] = tomllib.loads((out / "arms.toml").read_text())["arms"]["target"]["retrieval"]
+        read_arms(out / "arms.toml")  # a valid arms file
+    assert "reranker" not in arms["1"]
+    assert arms["2"]["reranker"] == str(folders["reranker"] / "model")
+    assert arms["2"]["rerank_depth"] == 7 >= arms["2"]["k"]

@@ -7,11 +7,13 @@ Models are nodes that write ``model.json`` (``hf``: a transformers folder, ``ggu
 - ``sft-data`` (scenarios outside the evaluated ones, reference responses) -> ``sft`` -> ``export:sft``;
 - ``eval:sft`` (the SFT model judged) -> ``preferences`` -> ``dpo`` -> ``export:dpo``;
 - ``index``; ``mine`` -> ``reranker``; ``retrieval:bm25`` and ``retrieval:reranker`` (gold queries);
-- per experiment: ``eval:MODEL`` (generate -> score -> judge), ``serve:MODEL:MODES`` and ``gate:NAME``.
+- per experiment: ``eval:MODEL`` (generate -> score -> judge; ``eval:MODEL+reranker`` when the
+  experiment retrieves through the trained reranker), ``serve:MODEL:MODES`` and ``gate:NAME``.
 
 Nodes are named by what they compute, so experiments that share a step share its node (the
-three playbook experiments evaluate one DPO model once). The anchor is ``OUTPUT/anchors/current``
-when it exists, else the file's ``anchor.run``, else an evaluation of ``anchor.model`` (bootstrap).
+second and third playbook experiments evaluate the DPO model with the reranker once). The anchor
+is ``OUTPUT/anchors/current`` when it exists, else the file's ``anchor.run``, else an evaluation
+of ``anchor.model`` (bootstrap).
 """
 
 from __future__ import annotations
@@ -119,20 +121,28 @@ def build_plan(spec: PipelineSpec) -> Plan:
     eval_settings = s("eval")
     max_scenarios = eval_settings.get("max_scenarios")
 
-    def eval_node(model: str, pool: str = "eval") -> str:
-        """``eval:MODEL`` on the evaluation scenarios (what gates compare), or, with ``pool =
-        "train"``, ``eval-train:MODEL`` on scenarios outside them (what preferences learn from,
-        so DPO never trains on the prompts its gate is judged on)."""
+    def eval_node(model: str, pool: str = "eval", reranked: bool = False) -> str:
+        """``eval:MODEL`` on the evaluation scenarios (what gates compare), ``eval:MODEL+reranker``
+        when the experiment's answers are generated from reranked passages (the arms file names
+        the trained reranker), or, with ``pool = "train"``, ``eval-train:MODEL`` on scenarios
+        outside them (what preferences learn from, so DPO never trains on the prompts its gate is
+        judged on). Speculative decoding is a serving setting only: experiments that differ in it
+        alone share one evaluation, generated with identical settings."""
         settings = {"eval": eval_settings, "score": s("score"), "judge": s("judge")}
+        deps = {"model": model_node_lazy(model), "baseline": "base", "index": index, **judge_deps}
         if pool == "train":
             settings["train_pool"] = s("preferences").get("scenarios", max_scenarios)
+        if reranked:
+            settings["rerank_depth"] = retrieval_settings["depth"]
+            deps["reranker"] = reranker_node()
+        name = f"eval:{model}" if pool == "eval" else f"eval-train:{model}"
         return plan.add(
             Node(
-                f"eval:{model}" if pool == "eval" else f"eval-train:{model}",
+                name + ("+reranker" if reranked else ""),
                 "evaluate",
                 settings=settings,
                 inputs={"scenarios": d["scenarios"], "corpus": d["corpus"], **judge_inputs},
-                deps={"model": model_node_lazy(model), "baseline": "base", "index": index, **judge_deps},
+                deps=deps,
             )
         )
 
@@ -184,11 +194,11 @@ def build_plan(spec: PipelineSpec) -> Plan:
         )
     )
 
-    def reranker_retrieval() -> str:
+    def reranker_node() -> str:
         mine = plan.add(
             Node("mine", "mine", settings=s("mine"), inputs={"corpus": d["corpus"], "gold": d["gold"]})
         )
-        rr = plan.add(
+        return plan.add(
             Node(
                 "reranker",
                 "reranker",
@@ -197,6 +207,9 @@ def build_plan(spec: PipelineSpec) -> Plan:
                 deps={"pairs": mine},
             )
         )
+
+    def reranker_retrieval() -> str:
+        rr = reranker_node()
         return plan.add(
             Node(
                 "retrieval:reranker",
@@ -274,7 +287,7 @@ def build_plan(spec: PipelineSpec) -> Plan:
 
     # ---- the experiments
     for e in spec.experiments:
-        ev = eval_node(e.model)
+        ev = eval_node(e.model, reranked=e.reranker)
         sv = serve_node(e.model, e.speculative)
         rt = reranker_retrieval() if e.reranker else retrieval_bm25
         gate = plan.add(

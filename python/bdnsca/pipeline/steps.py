@@ -330,6 +330,10 @@ def evaluate(ctx: StepContext) -> dict[str, Any]:
             )
     write_jsonl(ctx.out / "scenarios.jsonl", rows)
     target, base = read_model(ctx.deps["model"])["gguf"], read_model(ctx.deps["baseline"])["gguf"]
+    rerank = ""
+    if "reranker" in ctx.deps:  # BM25's top rerank_depth re-scored by the trained reranker
+        depth = max(k, int(ctx.settings.get("rerank_depth", k)))
+        rerank = f", reranker = {_toml_str(str(ctx.deps['reranker'] / 'model'))}, rerank_depth = {depth}"
     arms = "\n".join(
         [
             'target_arm = "target"',
@@ -337,7 +341,7 @@ def evaluate(ctx: StepContext) -> dict[str, Any]:
             "[arms.target]",
             f"model = {_toml_str(target)}",
             f"retrieval = {{ index = {_toml_str(str(ctx.deps['index'] / 'index.bm25'))}, "
-            f"corpus = {_toml_str(str(ctx.inputs['corpus']))}, k = {k} }}",
+            f"corpus = {_toml_str(str(ctx.inputs['corpus']))}, k = {k}{rerank} }}",
             "[arms.baseline]",
             f"model = {_toml_str(base)}",
             "include_dynamic_context = false",
