@@ -650,3 +650,44 @@ def test_an_experiment_with_the_reranker_generates_its_answers_through_it(tmp_pa
     assert "reranker" not in arms["1"]
     assert arms["2"]["reranker"] == str(folders["reranker"] / "model")
     assert arms["2"]["rerank_depth"] == 7 >= arms["2"]["k"]
+
+
+def test_node_keys_follow_bdnsca_code_and_a_reused_node_shows_the_versions_that_computed_it(
+    tmp_path, monkeypatch
+):
+    from bdnsca.pipeline import graph
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("x = 1\n")
+    (pkg / "sub" / "step.py").write_text("def f():\n    return 1\n")
+    (pkg / "_core.abi3.so").write_bytes(b"\x7fELF one")
+    first = graph.package_fingerprint(pkg)
+    (pkg / "sub" / "__pycache__" / "step.cpython-311.pyc").write_bytes(b"cache")
+    (pkg / "notes.txt").write_text("not code")
+    assert graph.package_fingerprint(pkg) == first
+    (pkg / "_core.abi3.so").write_bytes(b"\x7fELF two")  # a rebuilt extension
+    second = graph.package_fingerprint(pkg)
+    (pkg / "sub" / "step.py").write_text("def f():\n    return 2\n")  # an edited step
+    third = graph.package_fingerprint(pkg)
+    assert len({first, second, third}) == 3
+
+    out = tmp_path / "out"
+    r1 = execute(fake_graph(tmp_path), out, {"write": Recorder()})
+    computed_with = r1.manifest["versions"]
+    assert computed_with["bdnsca_code"] == graph.code_fingerprint()
+    assert all(v["versions"] == computed_with for v in r1.manifest["nodes"].values())
+    assert all(store.read_marker(f)["versions"] == computed_with for f in r1.folders.values())
+
+    # a later run under other library versions reuses the nodes and says what computed them
+    monkeypatch.setattr(store, "versions", lambda: {**computed_with, "torch": "99.0"})
+    r2 = execute(fake_graph(tmp_path), out, {"write": Recorder()})
+    assert set(statuses(r2.manifest).values()) == {"reused"} and r2.manifest["versions"]["torch"] == "99.0"
+    assert all(v["versions"] == computed_with for v in r2.manifest["nodes"].values())
+
+    # edited bdnsca code: every key changes, so nothing is reused
+    monkeypatch.setattr(graph, "code_fingerprint", lambda: "edited")
+    monkeypatch.setattr("bdnsca.pipeline.engine.code_fingerprint", lambda: "edited")
+    rec = Recorder()
+    execute(fake_graph(tmp_path), out, {"write": rec})
+    assert sorted(rec.calls) == list("abcde")

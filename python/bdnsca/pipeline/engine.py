@@ -20,7 +20,7 @@ from typing import Any
 
 from bdnsca.errors import BdnscaError
 from bdnsca.pipeline import store
-from bdnsca.pipeline.graph import Node, compute_keys, topological_order
+from bdnsca.pipeline.graph import Node, code_fingerprint, compute_keys, topological_order
 
 
 class StepFailed(BdnscaError):
@@ -65,11 +65,12 @@ def _now() -> str:
 
 
 def plan_keys(nodes: Mapping[str, Node], version: str | None = None) -> list[Node]:
-    """The nodes in topological order with their keys filled (errors before anything runs)."""
+    """The nodes in topological order with their keys filled (errors before anything runs); the
+    keys carry bdnsca's version and the fingerprint of its code."""
     from bdnsca import __version__
 
     order = topological_order(dict(nodes))
-    compute_keys(order, version or __version__)
+    compute_keys(order, version or __version__, code_fingerprint())
     return order
 
 
@@ -154,7 +155,11 @@ def _execute(
         marker = store.read_marker(folder)
         if marker is not None and marker.get("key") == n.key:
             rec.update(
-                status="reused", seconds=0.0, outputs=marker.get("outputs"), ran_seconds=marker.get("seconds")
+                status="reused",
+                seconds=0.0,
+                outputs=marker.get("outputs"),
+                ran_seconds=marker.get("seconds"),
+                versions=marker.get("versions"),  # what computed it, not this run's
             )
             say(f"[{i}/{len(order)}] {n.name}: reused")
             continue
@@ -200,9 +205,16 @@ def _execute(
                 "outputs": outputs,
                 "seconds": seconds,
                 "finished": _now(),
+                "versions": manifest["versions"],
             },
         )
-        rec.update(status="computed", seconds=seconds, outputs=outputs, finished=_now())
+        rec.update(
+            status="computed",
+            seconds=seconds,
+            outputs=outputs,
+            finished=_now(),
+            versions=manifest["versions"],
+        )
         store.write_manifest(out, manifest)
         say(f"[{i}/{len(order)}] {n.name}: done in {seconds:.1f}s")
     manifest.update(status="ok", finished=_now())

@@ -1,13 +1,14 @@
 """The pipeline as a graph: nodes, their content keys and a topological order.
 
 A node's key is the SHA-256 of everything that decides its output: its step, its settings, the
-content of its input files (folders hashed file by file), the keys of the nodes it depends on
-and bdnsca's version. Two nodes with one key compute the same thing; a node whose key is
-unchanged since it finished is reused.
-"""
+content of its input files (folders hashed file by file), the keys of the nodes it depends on,
+bdnsca's version and a fingerprint of bdnsca's own code (:func:`code_fingerprint`: an edited step
+or a rebuilt extension recomputes what it computed, although the version number stays). Two nodes
+with one key compute the same thing; a node whose key is unchanged since it finished is reused."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -63,6 +64,28 @@ def hash_path(path: Path, cache: dict[Path, str] | None = None) -> str:
     return digest
 
 
+def package_fingerprint(root: Path) -> str:
+    """SHA-256 of a package's code: every ``.py`` file under ``root`` (relative path and bytes,
+    caches left out) and its compiled extension (``_core.*.so`` / ``.pyd``) beside them."""
+    from bdnsca.data.io import file_sha256
+
+    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    files += sorted(p for p in root.glob("_core*") if p.suffix in (".so", ".pyd", ".dylib"))
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p.relative_to(root)).encode("utf-8", "surrogateescape") + b"\0")
+        h.update(file_sha256(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """:func:`package_fingerprint` of the installed bdnsca, computed once per process."""
+    import bdnsca
+
+    return package_fingerprint(Path(bdnsca.__file__).resolve().parent)
+
+
 def topological_order(nodes: dict[str, Node]) -> list[Node]:
     """Nodes ordered so each comes after everything it depends on (ties by insertion order);
     a dependency cycle or an unknown dependency is a :class:`GraphError` naming it."""
@@ -90,9 +113,9 @@ def topological_order(nodes: dict[str, Node]) -> list[Node]:
     return order
 
 
-def compute_keys(order: list[Node], version: str) -> None:
-    """Fills each node's ``input_hashes`` and ``key`` (``order`` topological). A missing input
-    file is a one-line error naming the node and the file."""
+def compute_keys(order: list[Node], version: str, code: str = "") -> None:
+    """Fills each node's ``input_hashes`` and ``key`` (``order`` topological; ``code``: the
+    :func:`code_fingerprint`). A missing input file is a one-line error naming the node and the file."""
     cache: dict[Path, str] = {}
     keys: dict[str, str] = {}
     for n in order:
@@ -106,6 +129,7 @@ def compute_keys(order: list[Node], version: str) -> None:
             "inputs": n.input_hashes,
             "deps": {role: keys[dep] for role, dep in sorted(n.deps.items())},
             "bdnsca": version,
+            "code": code,
         }
         blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
         n.key = hashlib.sha256(blob.encode()).hexdigest()

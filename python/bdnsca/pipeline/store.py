@@ -1,12 +1,11 @@
 """Where nodes live and the record of a run.
 
 ``OUTPUT/nodes/<name>-<key[:12]>/`` holds one node's outputs; ``.bdnsca-node.json`` in it (the
-key, the step's returned outputs, the time it took) is written last, atomically, and only a
-folder whose marker carries the node's current key is reused. A folder without one (a step that
-was interrupted or failed) is cleared before the node runs again. ``OUTPUT/pipeline.json`` is
-the manifest: nodes, keys, input hashes, outputs, timings, versions and status, rewritten
-atomically after every node.
-"""
+key, the step's returned outputs, the time it took, the versions that computed it) is written
+last, atomically, and only a folder whose marker carries the node's current key is reused. A
+folder without one (a step that was interrupted or failed) is cleared before the node runs again.
+``OUTPUT/pipeline.json`` is the manifest: nodes, keys, input hashes, outputs, timings, versions
+and status, rewritten atomically after every node."""
 
 from __future__ import annotations
 
@@ -57,12 +56,18 @@ def write_marker(folder: Path, record: dict[str, Any]) -> None:
 
 
 def versions() -> dict[str, str | None]:
-    """bdnsca's, Python's and the main libraries' versions (None where not installed)."""
+    """bdnsca's version and code fingerprint, Python's and the main libraries' versions (None
+    where not installed)."""
     from importlib import metadata
 
     from bdnsca import __version__
+    from bdnsca.pipeline.graph import code_fingerprint
 
-    out: dict[str, str | None] = {"bdnsca": __version__, "python": platform.python_version()}
+    out: dict[str, str | None] = {
+        "bdnsca": __version__,
+        "bdnsca_code": code_fingerprint(),
+        "python": platform.python_version(),
+    }
     for dist in ("torch", "transformers", "trl", "peft", "llama_cpp_python", "sentence-transformers"):
         try:
             out[dist] = metadata.version(dist)
