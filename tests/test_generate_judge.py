@@ -754,3 +754,18 @@ def test_arms_file_paths_are_relative_to_it(tmp_path):
     a, b = read_arms(tmp_path / "sub" / "arms.toml").arms
     assert a.retrieval.reranker == str(tmp_path / "sub" / "rr") and a.retrieval.rerank_depth == 100
     assert b.retrieval.reranker == "org/id" and b.retrieval.rerank_depth == 300  # a cache id, at least k
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def test_temperatures_that_round_alike_still_give_distinct_annotators(tmp_path):
+    run = _synthetic_run(tmp_path, LENGTHS)
+    res = judge_run(run, [FunctionJudge("fa", prefers_longer)], temperatures=[0.001, 0.004], mode="pointwise")
+    assert res.summary["annotators"] == ["fa__t0.001", "fa__t0.004"]
+    rows = list(csv.DictReader(open(run / "judge_ratings.csv")))
+    keys = [(r["scenario_id"], r["arm_id"], r["annotator_id"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 3 * 2 * 2  # scenarios x arms x annotators, none overwritten
+    assert res.summary["krippendorff_alpha"]["overall_quality"] is not None
+    with pytest.raises(BdnscaError, match="share the annotator id"):
+        judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.1234561, 0.1234562])

@@ -71,14 +71,30 @@ class JudgeSettings:
             raise BdnscaError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.temperatures:
             raise BdnscaError("--temperatures names no temperature")
-        if any(t < 0 for t in self.temperatures) or len(set(self.temperatures)) != len(self.temperatures):
+        temps = self.temperatures
+        if any(not t >= 0 for t in temps) or len(set(temps)) != len(temps):
             raise BdnscaError(f"--temperatures must be distinct and >= 0, got {self.temperatures}")
+        ids = [temperature_label(t) for t in self.temperatures]
+        clash = next((t for t, i in zip(self.temperatures, ids, strict=True) if ids.count(i) > 1), None)
+        if clash is not None:
+            twins = [t for t, i in zip(self.temperatures, ids, strict=True) if i == temperature_label(clash)]
+            raise BdnscaError(
+                f"--temperatures {twins} would share the annotator id suffix __t{temperature_label(clash)}: "
+                "give temperatures that differ in their first 6 significant digits"
+            )
         if self.max_scenarios is not None and self.max_scenarios < 1:
             raise BdnscaError(f"--max-scenarios must be at least 1, got {self.max_scenarios}")
         if self.retries < 0:
             raise BdnscaError(f"--retries must be >= 0, got {self.retries}")
         if self.max_tokens < 16:
             raise BdnscaError(f"--max-tokens must be at least 16 (a JSON answer), got {self.max_tokens}")
+
+
+def temperature_label(t: float) -> str:
+    """A temperature as it appears in an annotator id: two decimals (``0.70``) when that is exact,
+    else its shortest general form (``0.001``), so that distinct temperatures get distinct ids."""
+    two = f"{t:.2f}"
+    return two if float(two) == t else f"{t:g}"
 
 
 @dataclass
@@ -155,7 +171,7 @@ def judge_run(
         )
         try:
             for t in s.temperatures:
-                ann = f"{name}__t{t:.2f}"
+                ann = f"{name}__t{temperature_label(t)}"
                 annotators.append(ann)
                 for item in items:
                     sid = item["scenario_id"]
