@@ -691,3 +691,55 @@ def test_node_keys_follow_bdnsca_code_and_a_reused_node_shows_the_versions_that_
     rec = Recorder()
     execute(fake_graph(tmp_path), out, {"write": rec})
     assert sorted(rec.calls) == list("abcde")
+
+
+def test_dpo_pairs_are_the_sft_models_own_answers_to_one_prompt(tmp_path):
+    from bdnsca.pipeline.samples import split_samples
+    from bdnsca.pipeline.steps import preferences
+
+    path = write_spec(tmp_path, steps="[steps.preferences]\nsamples = 3\ntemperature = 0.9\n")
+    plan = build_plan(load_spec(path))
+    run_node = plan.nodes[plan.nodes["preferences"].deps["run"]]
+    assert run_node.settings["eval"]["repeats"] == 3 and run_node.settings["eval"]["temperature"] == 0.9
+    assert "baseline" not in run_node.deps  # no context-free base model to compare against
+    assert "samples" not in plan.nodes["preferences"].settings
+
+    # a run of one arm, 3 repeats per scenario; one repeat of s2 answered another prompt
+    run = tmp_path / "evaltrain" / "run"
+    (run / "responses").mkdir(parents=True)
+    (run / "run_config.json").write_text(
+        json.dumps({"target_arm": "target", "baseline_arm_ids": [], "repeats": 3, "temperature": 0.9,
+                    "arms": [{"arm_id": "target", "model": "m.gguf"}]})
+    )  # fmt: skip
+    sids = ["s0", "s1", "s2"]
+    (run / "scenarios.jsonl").write_text("".join(json.dumps({"scenario_id": s}) + "\n" for s in sids))
+    rows = [
+        {"scenario_id": s, "arm_id": "target", "repeat_index": r, "request_index": 3 * i + r, "ok": True,
+         "prompt": f"prompt of {s}" + (" (other)" if (s, r) == ("s2", 2) else ""),
+         "response": f"{s} answer {r}"}
+        for i, s in enumerate(sids) for r in range(3)
+    ]  # fmt: skip
+    (run / "responses" / "target.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert split_samples(run) == ["sample0", "sample1", "sample2"]
+    (run / "scores").mkdir()
+    for r in range(3):
+        with open(run / "scores" / f"sample{r}.jsonl", "w") as fh:
+            for i, s in enumerate(sids):
+                fh.write(json.dumps({"scenario_id": s, "arm_id": f"sample{r}", "repeat_index": 0,
+                                     "ok": True, "overall_quality": 0.1 * r + 0.01 * i}) + "\n")  # fmt: skip
+    out = tmp_path / "prefs"
+    out.mkdir()
+    from bdnsca.pipeline.engine import StepContext
+
+    settings = {"require_same_prompt": False}  # the step insists on one prompt regardless
+    got = preferences(StepContext("preferences", out, settings, {}, {"run": run.parent}, out / "log"))
+    pairs = [json.loads(line) for line in (out / "preferences.jsonl").open()]
+    # s0, s1: 3 pairs each (every two samples); s2: only sample0 vs sample1 share a prompt
+    assert got["pairs"] == len(pairs) == 7
+    for p in pairs:
+        m = p["metadata"]
+        assert m["same_prompt"] is True and m["chosen_prompt"] == m["rejected_prompt"] == p["prompt"]
+        sid = m["scenario_id"]
+        assert p["prompt"] == f"prompt of {sid}"
+        chosen, rejected = int(p["chosen"][-1]), int(p["rejected"][-1])
+        assert p["chosen"].startswith(sid) and p["rejected"].startswith(sid) and chosen > rejected

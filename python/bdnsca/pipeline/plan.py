@@ -5,7 +5,8 @@ Models are nodes that write ``model.json`` (``hf``: a transformers folder, ``ggu
 ``export:dpo`` (merge + GGUF of the trained adapters). Everything else hangs off them:
 
 - ``sft-data`` (scenarios outside the evaluated ones, reference responses) -> ``sft`` -> ``export:sft``;
-- ``eval:sft`` (the SFT model judged) -> ``preferences`` -> ``dpo`` -> ``export:dpo``;
+- ``eval-train:sft`` (the SFT model's own answers, several per prompt, scored and judged) ->
+  ``preferences`` (pairs of those answers) -> ``dpo`` -> ``export:dpo``;
 - ``index``; ``mine`` -> ``reranker``; ``retrieval:bm25`` and ``retrieval:reranker`` (gold queries);
 - per experiment: ``eval:MODEL`` (generate -> score -> judge; ``eval:MODEL+reranker`` when the
   experiment retrieves through the trained reranker), ``serve:MODEL:MODES`` and ``gate:NAME``.
@@ -130,8 +131,16 @@ def build_plan(spec: PipelineSpec) -> Plan:
         alone share one evaluation, generated with identical settings."""
         settings = {"eval": eval_settings, "score": s("score"), "judge": s("judge")}
         deps = {"model": model_node_lazy(model), "baseline": "base", "index": index, **judge_deps}
-        if pool == "train":
-            settings["train_pool"] = s("preferences").get("scenarios", max_scenarios)
+        if pool == "train":  # the model's own answers, several per prompt (pipeline.samples)
+            p = s("preferences")
+            samples = int(p.get("samples", 2))
+            temperature = float(p.get("temperature", 0.8))
+            settings.update(
+                train_pool=p.get("scenarios", max_scenarios),
+                samples=samples,
+                eval={**eval_settings, "repeats": samples, "temperature": temperature},
+            )
+            del deps["baseline"]
         if reranked:
             settings["rerank_depth"] = retrieval_settings["depth"]
             deps["reranker"] = reranker_node()
@@ -161,7 +170,8 @@ def build_plan(spec: PipelineSpec) -> Plan:
         dpo = s("dpo")
         src = dpo.pop("from")
         prefs_settings = s("preferences")
-        prefs_settings.pop("scenarios", None)
+        for own in ("scenarios", "samples", "temperature"):  # the sampling run's settings
+            prefs_settings.pop(own, None)
         prefs = plan.add(
             Node("preferences", "preferences", settings=prefs_settings, deps={"run": eval_node(src, "train")})
         )

@@ -56,7 +56,7 @@ _OWN = {
     "sft": {"from", "rows"},
     "dpo": {"from"},
     "eval": {"max_scenarios", "k"},
-    "preferences": {"scenarios"},
+    "preferences": {"scenarios", "samples", "temperature"},
 }
 # Settings the pipeline sets itself (paths, resuming): never from the file.
 _RESERVED = {

@@ -4,6 +4,8 @@ object for the manifest; no global state, so a scheduler could run each one else
 
 Every step calls bdnsca's importable functions (no subprocesses); heavy libraries load inside.
 A node that yields a model writes ``model.json``: ``{"hf": transformers folder, "gguf": file}``.
+
+(Over ~450 lines on purpose: every step function in one module, so the step table reads as one.)
 """
 
 from __future__ import annotations
@@ -187,12 +189,14 @@ def write_ratings(run: Path, metric: str, path: Path) -> dict[str, int]:
 
 
 def preferences(ctx: StepContext) -> dict[str, Any]:
-    """``build-preferences`` on the judged and scored evaluation run of the model DPO starts
-    from (:func:`write_ratings`): every pair of arms per scenario, the better-rated one chosen."""
+    """``build-preferences`` on the judged and scored run of the DPO start model's own samples
+    (:func:`write_ratings`, :mod:`bdnsca.pipeline.samples`): every pair of samples per scenario,
+    the better-rated one chosen; both answered the same prompt (pairs that did not are dropped)."""
     from bdnsca.prefs.build import PreferenceSettings, build_preferences, write_preferences
 
     run = ctx.deps["run"] / "run"
     s = {"pairing": "all-arms", "min_raters": 1, "min_margin": 0.0, **ctx.settings}
+    s["require_same_prompt"] = True
     ratings = ctx.out / "ratings.csv"
     n_ratings = write_ratings(run, s.get("metric", "overall_quality"), ratings)
     result = build_preferences(run, ratings, PreferenceSettings(**s))
@@ -329,25 +333,24 @@ def evaluate(ctx: StepContext) -> dict[str, Any]:
                 "preference run (set steps.eval.max_scenarios below the number of scenarios)"
             )
     write_jsonl(ctx.out / "scenarios.jsonl", rows)
-    target, base = read_model(ctx.deps["model"])["gguf"], read_model(ctx.deps["baseline"])["gguf"]
+    samples = "samples" in ctx.settings  # the model's own answers, several per prompt
+    target = read_model(ctx.deps["model"])["gguf"]
     rerank = ""
     if "reranker" in ctx.deps:  # BM25's top rerank_depth re-scored by the trained reranker
         depth = max(k, int(ctx.settings.get("rerank_depth", k)))
         rerank = f", reranker = {_toml_str(str(ctx.deps['reranker'] / 'model'))}, rerank_depth = {depth}"
-    arms = "\n".join(
-        [
-            'target_arm = "target"',
-            'baseline_arms = ["baseline"]',
-            "[arms.target]",
-            f"model = {_toml_str(target)}",
-            f"retrieval = {{ index = {_toml_str(str(ctx.deps['index'] / 'index.bm25'))}, "
-            f"corpus = {_toml_str(str(ctx.inputs['corpus']))}, k = {k}{rerank} }}",
-            "[arms.baseline]",
-            f"model = {_toml_str(base)}",
-            "include_dynamic_context = false",
-            "",
-        ]
-    )
+    lines = [
+        'target_arm = "target"',
+        "[arms.target]",
+        f"model = {_toml_str(target)}",
+        f"retrieval = {{ index = {_toml_str(str(ctx.deps['index'] / 'index.bm25'))}, "
+        f"corpus = {_toml_str(str(ctx.inputs['corpus']))}, k = {k}{rerank} }}",
+    ]
+    if not samples:
+        base = read_model(ctx.deps["baseline"])["gguf"]
+        lines[1:1] = ['baseline_arms = ["baseline"]']
+        lines += ["[arms.baseline]", f"model = {_toml_str(base)}", "include_dynamic_context = false"]
+    arms = "\n".join([*lines, ""])
     (ctx.out / "arms.toml").write_text(arms, encoding="utf-8")
     t0 = time.perf_counter()
     gen = bdnsca.generate_run(
@@ -359,6 +362,10 @@ def evaluate(ctx: StepContext) -> dict[str, Any]:
     run = ctx.out / "run"
     os.rename(gen.run_dir, run)
     shutil.rmtree(ctx.out / "generate", ignore_errors=True)
+    if samples:
+        from bdnsca.pipeline.samples import split_samples
+
+        split_samples(run)
     t1 = time.perf_counter()
     sc = dict(ctx.settings.get("score") or {})
     metrics = sc.pop("metrics", None)
