@@ -769,3 +769,54 @@ def test_temperatures_that_round_alike_still_give_distinct_annotators(tmp_path):
     assert res.summary["krippendorff_alpha"]["overall_quality"] is not None
     with pytest.raises(BdnscaError, match="share the annotator id"):
         judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.1234561, 0.1234562])
+
+
+def test_a_retry_gets_more_tokens_so_a_greedy_answer_cut_short_can_finish(tmp_path):
+    run = _synthetic_run(tmp_path, {"x": {"s1": "a"}, "y": {"s1": "b"}})
+    asked = []
+
+    def two_tokens_per_char(req):  # a byte-level model at temperature 0: the same text every time
+        asked.append(req.max_tokens)
+        return always_a(req)[: req.max_tokens // 2]
+
+    res = judge_run(run, [FunctionJudge("slow", two_tokens_per_char)], temperatures=[0.0],
+                    mode="pointwise", max_tokens=120, retries=2)  # fmt: skip
+    assert asked[:2] == [120, 240]
+    assert res.summary["requests"]["missing"] == 0 and [q["ok"] for q in res.requests][:2] == [False, True]
+
+
+def test_max_tokens_must_leave_room_for_the_shortest_schema_answer(tmp_path):
+    from bdnsca.eval.judge import JudgeSettings
+    from bdnsca.eval.judge_prompts import MIN_ANSWER_TOKENS, parse_answer, shortest_answer
+
+    for kind in ("pointwise", "pairwise"):
+        parse_answer(kind, shortest_answer(kind))  # a valid answer ...
+        with pytest.raises(ValueError):  # ... that cannot lose a character
+            parse_answer(kind, shortest_answer(kind)[:-1])
+        assert len(shortest_answer(kind)) <= MIN_ANSWER_TOKENS
+    assert MIN_ANSWER_TOKENS > 100  # 4 metrics with their names and a rationale key
+    JudgeSettings(max_tokens=MIN_ANSWER_TOKENS).validate()
+    with pytest.raises(BdnscaError, match=f"at least {MIN_ANSWER_TOKENS}"):
+        JudgeSettings(max_tokens=MIN_ANSWER_TOKENS - 1).validate()
+
+
+def test_llama_judge_cuts_a_retrys_room_to_its_context_but_not_below_the_first():
+    from types import SimpleNamespace
+
+    from bdnsca.eval.judge_llm import LlamaJudge
+
+    seen = []
+    llm = SimpleNamespace(
+        reset=lambda: None,
+        create_completion=lambda tokens, **kw: seen.append(kw["max_tokens"]) or {"choices": [{"text": "{}"}]},
+    )
+    j = object.__new__(LlamaJudge)
+    j.model = SimpleNamespace(n_ctx=500, llm=llm, tokenize=lambda text, add_bos: [1] * 300)
+    j.chat, j._grammar = False, lambda schema: None
+    req = JudgeRequest("pointwise", "p", {}, 0.0, 1, 400, min_tokens=150)
+    j.complete(req)
+    assert seen == [200]
+    with pytest.raises(BdnscaError, match="does not fit"):
+        j.complete(JudgeRequest("pointwise", "p", {}, 0.0, 1, 400, min_tokens=250))
+    with pytest.raises(BdnscaError, match="does not fit"):  # no min_tokens: all of max_tokens
+        j.complete(JudgeRequest("pointwise", "p", {}, 0.0, 1, 400))

@@ -38,6 +38,7 @@ from bdnsca.eval import judge_stats
 from bdnsca.eval.judge_llm import Judge, JudgeRequest, LlamaJudge, check_judge_model, judge_labels
 from bdnsca.eval.judge_prompts import (
     METRICS,
+    MIN_ANSWER_TOKENS,
     Redactor,
     answer_schema,
     pairwise_prompt,
@@ -59,7 +60,9 @@ class JudgeSettings:
     seed: int = 19
     retries: int = 2
     max_tokens: int = 320
-    """Room for the longest answer the schema allows, even one character per token."""
+    """Room for the longest answer the schema allows, even one character per token. Each retry
+    doubles it (cut to the judge's context): at temperature 0 only more room changes a greedy
+    answer that was cut short."""
     n_ctx: int = 2048
     n_threads: int | None = None
     n_gpu_layers: int = 0
@@ -86,8 +89,11 @@ class JudgeSettings:
             raise BdnscaError(f"--max-scenarios must be at least 1, got {self.max_scenarios}")
         if self.retries < 0:
             raise BdnscaError(f"--retries must be >= 0, got {self.retries}")
-        if self.max_tokens < 16:
-            raise BdnscaError(f"--max-tokens must be at least 16 (a JSON answer), got {self.max_tokens}")
+        if self.max_tokens < MIN_ANSWER_TOKENS:
+            raise BdnscaError(
+                f"--max-tokens must be at least {MIN_ANSWER_TOKENS} (the shortest answer the JSON "
+                f"schema allows, at one character per token), got {self.max_tokens}"
+            )
 
 
 def temperature_label(t: float) -> str:
@@ -304,9 +310,11 @@ def _ask(judge, ann, name, temperature, prompt, texts, base, s: JudgeSettings, l
     for attempt in range(s.retries + 1):
         seed = _stable_seed(s.seed, ann, base["kind"], base["scenario_id"], base.get("arm_id"),
                             base.get("arms_shown"), base.get("order"), attempt)  # fmt: skip
-        req = JudgeRequest(base["kind"], prompt, schema, temperature, seed, s.max_tokens, tuple(texts))
+        max_tokens = s.max_tokens * 2**attempt  # a greedy answer cut short needs more room, not a seed
+        req = JudgeRequest(base["kind"], prompt, schema, temperature, seed, max_tokens, tuple(texts),
+                           min_tokens=s.max_tokens)  # fmt: skip
         entry = {**base, "annotator_id": ann, "judge": name, "temperature": temperature, "attempt": attempt,
-                 "seed": seed, "prompt": prompt}  # fmt: skip
+                 "seed": seed, "max_tokens": max_tokens, "prompt": prompt}  # fmt: skip
         try:
             raw = judge.complete(req)
         except BdnscaError as exc:  # the request cannot be answered (e.g. too long): no retry helps

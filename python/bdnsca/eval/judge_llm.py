@@ -19,7 +19,8 @@ from bdnsca.errors import BdnscaError
 class JudgeRequest:
     """One question to a judge. ``responses`` are the texts shown, in the order shown (one for
     pointwise, A then B for pairwise), for judges that do not read the prompt; they carry no
-    arm id."""
+    arm id. ``max_tokens`` may be cut to fit the judge's context, but never below
+    ``min_tokens`` (a retry asks for more room than the first attempt needed)."""
 
     kind: str
     prompt: str
@@ -28,6 +29,7 @@ class JudgeRequest:
     seed: int
     max_tokens: int
     responses: tuple[str, ...] = field(default_factory=tuple)
+    min_tokens: int = 0
 
 
 @runtime_checkable
@@ -90,15 +92,17 @@ class LlamaJudge:
 
         m = self.model
         tokens = chat_tokens(m, request.prompt) if self.chat else m.tokenize(request.prompt, add_bos=True)
-        if len(tokens) + request.max_tokens > m.n_ctx:
+        need = max(1, min(request.min_tokens or request.max_tokens, request.max_tokens))
+        if len(tokens) + need > m.n_ctx:
             raise BdnscaError(
-                f"the judge prompt has {len(tokens)} tokens: with {request.max_tokens} to answer it does "
+                f"the judge prompt has {len(tokens)} tokens: with {need} to answer it does "
                 f"not fit the judge's context of {m.n_ctx} (raise --n-ctx)"
             )
+        max_tokens = min(request.max_tokens, m.n_ctx - len(tokens))
         m.llm.reset()  # no prefix reuse between requests: each is judged from an empty cache
         out = m.llm.create_completion(
             tokens,
-            max_tokens=request.max_tokens,
+            max_tokens=max_tokens,
             temperature=request.temperature,
             top_k=40,
             top_p=0.95,

@@ -118,6 +118,17 @@ def answer_schema(kind: str) -> dict[str, Any]:
     }
 
 
+def shortest_answer(kind: str) -> str:
+    """The shortest answer the schema of ``kind`` allows (compact JSON, empty rationale)."""
+    value: Any = 1 if kind == "pointwise" else "A"
+    return json.dumps({"rationale": "", **{m: value for m in METRICS}}, separators=(",", ":"))
+
+
+MIN_ANSWER_TOKENS = max(len(shortest_answer(k)) for k in ("pointwise", "pairwise"))
+"""The fewest answer tokens that always leave room for a schema-valid answer: its characters, as
+a token holds at least one character (a byte-level model may spend one token on each)."""
+
+
 @dataclass
 class ParsedAnswer:
     values: dict[str, Any]
