@@ -820,3 +820,15 @@ def test_llama_judge_cuts_a_retrys_room_to_its_context_but_not_below_the_first()
         j.complete(JudgeRequest("pointwise", "p", {}, 0.0, 1, 400, min_tokens=250))
     with pytest.raises(BdnscaError, match="does not fit"):  # no min_tokens: all of max_tokens
         j.complete(JudgeRequest("pointwise", "p", {}, 0.0, 1, 400))
+
+
+def test_a_missing_rating_keeps_its_last_raw_answer_in_the_csv_notes(tmp_path):
+    run = _synthetic_run(tmp_path, {"x": {"s1": "a"}, "y": {"s1": "b"}})
+    raw = '{"rationale": "the reply\nis' + " very" * 80
+    judge_run(run, [FunctionJudge("bad", lambda r: raw)], temperatures=[0.0], mode="pointwise", retries=1)
+    rows = list(csv.DictReader(open(run / "judge_ratings.csv")))
+    assert len(rows) == 2
+    for r in rows:
+        assert all(r[m] == "" for m in METRICS) and r["notes"].startswith("missing")
+        assert '{"rationale": "the reply is very very' in r["notes"]  # control characters flattened
+        assert len(r["notes"]) < 400 and r["notes"].endswith("...")

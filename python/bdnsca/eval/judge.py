@@ -319,7 +319,7 @@ def _ask(judge, ann, name, temperature, prompt, texts, base, s: JudgeSettings, l
             raw = judge.complete(req)
         except BdnscaError as exc:  # the request cannot be answered (e.g. too long): no retry helps
             log.append({**entry, "raw": None, "ok": False, "error": str(exc), "parsed": None})
-            return None, ""
+            return None, f"(no answer: {exc})"
         try:
             parsed = parse_answer(base["kind"], raw)
         except ValueError as exc:
@@ -331,12 +331,17 @@ def _ask(judge, ann, name, temperature, prompt, texts, base, s: JudgeSettings, l
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+NOTE_RAW_CHARS = 200
 
 
 def _note(parsed, raw: str, s: JudgeSettings) -> str:
     if parsed is None:
+        last = _CONTROL.sub(" ", raw or "").strip()
+        if len(last) > NOTE_RAW_CHARS:
+            last = last[:NOTE_RAW_CHARS] + "..."
         return (
-            f"missing: no parseable answer in {s.retries + 1} attempts (raw answers in judge_requests.jsonl)"
+            f"missing: no parseable answer in {s.retries + 1} attempts (all in judge_requests.jsonl); "
+            f"last raw answer: {last or '(empty)'}"
         )
     return _CONTROL.sub(" ", parsed.rationale).strip()
 
