@@ -832,3 +832,18 @@ def test_a_missing_rating_keeps_its_last_raw_answer_in_the_csv_notes(tmp_path):
         assert all(r[m] == "" for m in METRICS) and r["notes"].startswith("missing")
         assert '{"rationale": "the reply is very very' in r["notes"]  # control characters flattened
         assert len(r["notes"]) < 400 and r["notes"].endswith("...")
+
+
+def test_scenarios_an_arm_failed_or_left_empty_are_reported_per_arm(tmp_path):
+    run = _synthetic_run(
+        tmp_path, {"x": {"s1": "a b", "s2": "c", "s3": "d"}, "y": {"s1": "e", "s2": "  ", "s3": "f"}}
+    )
+    rows = [json.loads(x) for x in (run / "responses" / "x.jsonl").read_text().splitlines()]
+    rows[2].update(ok=False, response="", error="boom")
+    _write_jsonl(run / "responses" / "x.jsonl", rows)
+    res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0])
+    assert res.summary["missing_responses"] == {
+        "x": {"count": 1, "scenario_ids": ["s3"]},
+        "y": {"count": 1, "scenario_ids": ["s2"]},
+    }
+    assert res.summary["win_rates"]["overall_quality"]["x"]["y"]["scenarios"] == 1  # only s1 has both

@@ -13,6 +13,11 @@ the gate read; in ``pairwise`` mode each arm's soft win share against the other 
 scenario, mapped onto 1-5 as ``1 + 4 * share``), ``judge_pairwise.csv`` (each pair's verdict per
 order and the final one), ``judge_requests.jsonl`` (every prompt sent and raw answer) and
 ``judge_summary.json`` (:mod:`~bdnsca.eval.judge_stats`).
+
+A scenario where an arm has no usable response (failed or empty) is left out of that arm's
+judgements, so its win-rates are conditional on the scenarios it answered; the summary's
+``missing_responses`` lists those scenarios per arm (an arm that fails on the hard scenarios
+shows up there, not as losses).
 """
 
 from __future__ import annotations
@@ -218,6 +223,13 @@ def judge_run(
     summary = _summary(
         run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths
     )
+    # An arm without a usable response (failed or empty) in a scenario is left out of that
+    # scenario's judgements, so its win-rates are conditional on the scenarios it answered.
+    summary["missing_responses"] = {
+        a: {"count": len(m), "scenario_ids": m}
+        for a in arms
+        for m in [[sid for sid in sample if sid not in responses[a]]]
+    }
     summary["redactions"] = redact.count
     summary["command"] = list(argv) if argv is not None else None
     _write_csv(
