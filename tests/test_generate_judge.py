@@ -847,3 +847,47 @@ def test_scenarios_an_arm_failed_or_left_empty_are_reported_per_arm(tmp_path):
         "y": {"count": 1, "scenario_ids": ["s2"]},
     }
     assert res.summary["win_rates"]["overall_quality"]["x"]["y"]["scenarios"] == 1  # only s1 has both
+
+
+def test_a_response_that_is_a_json_number_is_judged_as_its_text(tmp_path):
+    run = _synthetic_run(tmp_path, {"x": {"s1": "a"}, "y": {"s1": "b"}})
+    rows = [json.loads(x) for x in (run / "responses" / "x.jsonl").read_text().splitlines()]
+    rows[0]["response"] = 42
+    _write_jsonl(run / "responses" / "x.jsonl", rows)
+    res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], mode="pointwise")
+    assert any('"""\n42\n"""' in q["prompt"] for q in res.requests)
+
+
+def test_a_judge_that_fails_midway_leaves_the_answers_so_far(tmp_path):
+    run = _synthetic_run(tmp_path, LENGTHS)
+    calls = {"n": 0}
+
+    def breaks(req):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("llama_decode returned -1")
+        return always_a(req)
+
+    with pytest.raises(RuntimeError, match="llama_decode") as exc:
+        judge_run(run, [FunctionJudge("fa", breaks)], temperatures=[0.0])
+    kept = [json.loads(x) for x in (run / "judge_requests.jsonl").read_text().splitlines()]
+    assert len(kept) == 3 and all(q["ok"] for q in kept)
+    assert "3 answers so far" in exc.value.__notes__[0]
+    assert not (run / "judge_ratings.csv").exists()
+
+
+def test_judge_output_dir_leaves_the_run_folder_alone(tmp_path):
+    run = _synthetic_run(tmp_path / "run", LENGTHS)
+    before = sorted(p.name for p in run.iterdir())
+    out = tmp_path / "judged"
+    res = judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], output_dir=out)
+    assert sorted(p.name for p in run.iterdir()) == before and res.run_dir == out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "judge_pairwise.csv",
+        "judge_ratings.csv",
+        "judge_requests.jsonl",
+        "judge_summary.json",
+    ]
+    assert res.summary["run_dir"] == str(run)
+    r = _cli("judge", "--run-dir", run, "--judge", tmp_path / "none.gguf", "--output-dir", out)
+    assert "no such option" not in r.stderr and r.returncode == 1

@@ -97,6 +97,12 @@ def generate_cmd(scenarios, arms_file, output_root, resume, **settings) -> None:
     "--mode", type=click.Choice(["pointwise", "pairwise", "both"]), default="both", show_default=True
 )
 @click.option("--arms", default="", help="Comma-separated arms to judge (default: all).")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the judge files go  [default: the run folder]",
+)
 @click.option("--max-scenarios", default=None, type=int, help="Judge a random sample of N scenarios.")
 @click.option("--sample-seed", default=0, show_default=True, type=int)
 @click.option("--seed", default=19, show_default=True, type=int, help="Pair order and sampling seeds.")
@@ -111,10 +117,10 @@ def generate_cmd(scenarios, arms_file, output_root, resume, **settings) -> None:
     default=None,
     help="Use the judge GGUF's chat template (default: when it has one).",
 )
-def judge_cmd(run_dir, judges, temperatures, arms, **kwargs) -> None:
+def judge_cmd(run_dir, judges, temperatures, arms, output_dir, **kwargs) -> None:
     """Judge a run's responses blind with local GGUF models: pointwise 1-5 ratings and/or pairwise
     A/B/tie in both orders. Writes judge_ratings.csv, judge_pairwise.csv, judge_requests.jsonl and
-    judge_summary.json into the run folder."""
+    judge_summary.json into the run folder (or --output-dir)."""
     from bdnsca.eval.judge import JudgeSettings, judge_run
 
     try:
@@ -127,7 +133,19 @@ def judge_cmd(run_dir, judges, temperatures, arms, **kwargs) -> None:
     con = _console()
     bar, tick = _bar()
     try:
-        result = judge_run(run_dir, list(judges), settings, progress=tick, argv=["bdnsca", *sys.argv[1:]])
+        result = judge_run(
+            run_dir,
+            list(judges),
+            settings,
+            progress=tick,
+            argv=["bdnsca", *sys.argv[1:]],
+            output_dir=output_dir,
+        )
+    except BaseException as exc:
+        bar.stop()
+        for note in getattr(exc, "__notes__", ()):
+            con.print(note, markup=False, highlight=False)
+        raise
     finally:
         bar.stop()
     s = result.summary

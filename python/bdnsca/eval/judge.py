@@ -127,17 +127,20 @@ def judge_run(
     *,
     progress: Progress | None = None,
     argv: Sequence[str] | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> JudgeResult:
     """Judges a run folder (see the module docstring). ``judges`` are GGUF paths or objects
     with a ``name`` and ``complete(request) -> str`` (:class:`~bdnsca.eval.judge_llm.Judge`).
-    Everything that can be wrong (no responses, unknown arms, a judge that cannot load) is an
-    error before the first judgement."""
+    The files go to ``output_dir`` (default: the run folder; ``JudgeResult.run_dir`` is where
+    they went). Everything that can be wrong (no responses, unknown arms, a judge that cannot
+    load) is an error before the first judgement."""
     s = settings or JudgeSettings()
     if overrides:
         s = JudgeSettings(**{**asdict(s), **overrides})
     s.validate()
     run = Path(run_dir)
+    out = Path(output_dir) if output_dir is not None else run
     arms, responses, scenarios, all_arms = _read_run(run, s)
     sample = _sample(scenarios, responses, s)
     if not judges:
@@ -153,7 +156,10 @@ def judge_run(
     redact = Redactor(_identifying_names(run, all_arms, responses))
     judged = set(sample)
     shown = {
-        (sid, a): redact(row["response"]) for a in arms for sid, row in responses[a].items() if sid in judged
+        (sid, a): redact(str(row["response"]))
+        for a in arms
+        for sid, row in responses[a].items()
+        if sid in judged
     }
     lengths = {k: len(v.split()) for k, v in shown.items()}
     items = _items(sample, arms, responses, s)
@@ -165,8 +171,45 @@ def judge_run(
     pointwise: dict[tuple[str, str, str], dict[str, int] | None] = {}
     notes: dict[tuple[str, str, str], str] = {}
     pairs: list[dict[str, Any]] = []
+    annotators: list[str] = []
+    try:
+        _judge_all(judges, names, items, scenarios, shown, s, log, pointwise, notes, pairs, annotators,
+                   progress, total)  # fmt: skip
+    except BaseException as exc:
+        # An interrupted or failed judging keeps what the judges answered so far, for audit.
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / "judge_requests.jsonl", log)
+        exc.add_note(f"the {len(log)} answers so far are in {out / 'judge_requests.jsonl'}")
+        raise
+
+    ratings = _ratings_rows(s.mode, sample, arms, annotators, pointwise, notes, pairs)
+    summary = _summary(
+        run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths
+    )
+    # An arm without a usable response (failed or empty) in a scenario is left out of that
+    # scenario's judgements, so its win-rates are conditional on the scenarios it answered.
+    summary["missing_responses"] = {
+        a: {"count": len(m), "scenario_ids": m}
+        for a in arms
+        for m in [[sid for sid in sample if sid not in responses[a]]]
+    }
+    summary["redactions"] = redact.count
+    summary["command"] = list(argv) if argv is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(
+        out / "judge_ratings.csv", ["scenario_id", "arm_id", "annotator_id", *METRICS, "notes"], ratings
+    )
+    if pairs:
+        _write_csv(out / "judge_pairwise.csv", _PAIR_COLUMNS, _pair_rows(pairs))
+    write_jsonl(out / "judge_requests.jsonl", log)
+    write_json(out / "judge_summary.json", summary)
+    return JudgeResult(out, summary, ratings, log, pairs)
+
+
+def _judge_all(judges, names, items, scenarios, shown, s, log, pointwise, notes, pairs, annotators,
+               progress, total) -> None:  # fmt: skip
+    """Asks every judge at every temperature about every item, filling the given containers."""
     done = 0
-    annotators = []
     for judge_obj, name in zip(judges, names, strict=True):
         judge = (
             LlamaJudge(
@@ -218,28 +261,6 @@ def judge_run(
             close = getattr(judge, "close", None)
             if close is not None:
                 close()
-
-    ratings = _ratings_rows(s.mode, sample, arms, annotators, pointwise, notes, pairs)
-    summary = _summary(
-        run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths
-    )
-    # An arm without a usable response (failed or empty) in a scenario is left out of that
-    # scenario's judgements, so its win-rates are conditional on the scenarios it answered.
-    summary["missing_responses"] = {
-        a: {"count": len(m), "scenario_ids": m}
-        for a in arms
-        for m in [[sid for sid in sample if sid not in responses[a]]]
-    }
-    summary["redactions"] = redact.count
-    summary["command"] = list(argv) if argv is not None else None
-    _write_csv(
-        run / "judge_ratings.csv", ["scenario_id", "arm_id", "annotator_id", *METRICS, "notes"], ratings
-    )
-    if pairs:
-        _write_csv(run / "judge_pairwise.csv", _PAIR_COLUMNS, _pair_rows(pairs))
-    write_jsonl(run / "judge_requests.jsonl", log)
-    write_json(run / "judge_summary.json", summary)
-    return JudgeResult(run, summary, ratings, log, pairs)
 
 
 def _read_run(run: Path, s: JudgeSettings):
