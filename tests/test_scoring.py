@@ -493,3 +493,19 @@ def test_score_on_the_shared_run_gives_every_response_a_value(tmp_path):
     # the arms that saw the dynamic context are more context-relevant than those that did not
     ctx = {a: e["metrics"]["context_relevance"]["mean"] for a, e in res.summary["arms"].items()}
     assert ctx["proposed_contextual_controlled"] > ctx["candidate_no_context"]
+
+
+def test_score_refuses_a_scores_folder_it_did_not_write(tmp_path):
+    run = _tiny_run(tmp_path)
+    (run / "scores").mkdir()
+    foreign = run / "scores" / "a.jsonl"
+    foreign.write_text('{"old": "project score"}\n')
+    cmd = [sys.executable, "-m", "bdnsca.cli", "score", "--run-dir", str(run), "--metrics", "chrf"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "score did not write" in p.stderr
+    assert foreign.read_text() == '{"old": "project score"}\n'
+    score_run(run, metrics=["chrf"], output_dir=tmp_path / "mine")  # elsewhere: fine
+    score_run(run, metrics=["chrf"], output_dir=tmp_path / "mine")  # its own folder again: fine
+    score_run(run, metrics=["chrf"], force=True)
+    assert "chrf" in json.loads(foreign.read_text().splitlines()[0])
+    score_run(run, metrics=["chrf"])  # now score's own folder

@@ -35,7 +35,10 @@ from bdnsca.cli._common import CONTEXT, _console, _csv, cli
 )
 @click.option("--resamples", default=10_000, show_default=True, type=int, help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
-def score_cmd(run_dir, output_dir, metrics, arms, embedding_model, resamples, seed) -> None:
+@click.option(
+    "--force", is_flag=True, help="Overwrite an output folder holding files that score did not write."
+)
+def score_cmd(run_dir, output_dir, metrics, arms, embedding_model, resamples, seed, force) -> None:
     """Score every response of a run (context relevance, persona consistency, naturalness,
     lexical richness, chrF, ROUGE-L, overall quality) and summarise each arm with bootstrap CIs."""
     from bdnsca.eval.score_summary import format_summary
@@ -50,6 +53,7 @@ def score_cmd(run_dir, output_dir, metrics, arms, embedding_model, resamples, se
             arms=_csv(arms) if arms is not None else None,
             config=cfg,
             embedding_model=embedding_model,
+            force=force,
         )
     click.echo(format_summary(res.summary))
     click.echo(f"-> {res.output_dir}/ ({', '.join(p.name for p in res.paths.values())})")

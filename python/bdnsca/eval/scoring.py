@@ -332,13 +332,22 @@ def score_run(
     config: ScoringConfig | None = None,
     embedder: Any = None,
     embedding_model: str | os.PathLike[str] | None = None,
+    force: bool = False,
 ) -> ScoreRunResult:
     """Scores every response of the run's arms (all, or ``arms``) and writes ``ARM.jsonl``,
     ``score_config.json`` and ``summary.json`` to ``output_dir`` (default ``RUN/scores``);
-    returns what it wrote. ``metrics`` overrides ``config.metrics``."""
+    returns what it wrote. ``metrics`` overrides ``config.metrics``. An output folder that
+    already holds files but no ``score_config.json`` (another tool's scores, such as the old
+    project's ``scores/`` in the shared runs) is refused unless ``force``."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
+    out = Path(output_dir) if output_dir is not None else run / "scores"
+    if not force and out.is_dir() and any(out.iterdir()) and not (out / "score_config.json").exists():
+        raise BdnscaError(
+            f"{out} holds files that score did not write (no score_config.json): "
+            "pass --output-dir DIR, or --force to overwrite them"
+        )
     cfg = config or ScoringConfig()
     if metrics is not None:
         cfg = ScoringConfig(**{**cfg.__dict__, "metrics": tuple(metrics)})
@@ -377,7 +386,6 @@ def score_run(
         "scenario_sha256": file_sha256(scen_path) if scen_path.exists() else None,
         "bdnsca_version": _version(),
     }
-    out = Path(output_dir) if output_dir is not None else run / "scores"
     paths: dict[str, Path] = {}
     for a in chosen:
         paths[a] = out / f"{a}.jsonl"
