@@ -21,6 +21,7 @@ from bdnsca.eval import lexical
 from bdnsca.eval.scoring import METRICS, WEIGHTS, ScoringConfig, context_text, score_rows, score_run
 
 SHARED_RUN = Path(__file__).parents[2] / "shared" / "data" / "npc-ai" / "proposal_run"
+SHARED_RUNS = [SHARED_RUN, SHARED_RUN.with_name("proposal_run_b")]
 
 
 def _have(module: str) -> bool:
@@ -159,10 +160,31 @@ def test_batch_is_the_single_text_values_in_order():
             assert batch[k][i] == one[k][0]
 
 
-def test_mtld_score_is_relative_to_length():
-    # all distinct (MTLD = n) and extrapolated MTLD > n both give 1; 2 factors in 4 tokens 0.5
-    got = lexical.mtld_score(np.array([5.0, 9.0, 2.0, 0.0]), np.array([5, 4, 4, 0]))
-    assert got.tolist() == [1.0, 1.0, 0.5, 0.0]
+def test_mtld_score_is_mtld_over_a_fixed_cap():
+    # by hand, cap 100: 50 -> 0.5, at or over the cap -> 1, an empty text -> 0
+    got = lexical.mtld_score(np.array([50.0, 100.0, 250.0, 7.0, 0.0]), np.array([10, 10, 3, 7, 0]))
+    assert got.tolist() == [0.5, 1.0, 1.0, 0.07, 0.0]
+    assert lexical.mtld_score(np.array([5.0]), np.array([5]), cap=10.0).tolist() == [0.5]
+    with pytest.raises(ValueError, match="cap"):
+        lexical.mtld_score(np.array([5.0]), np.array([5]), cap=0.0)
+
+
+@pytest.mark.parametrize("run", SHARED_RUNS, ids=lambda p: p.name)
+def test_mtld_part_of_lexical_richness_varies_on_the_shared_runs(run):
+    """Scaled by each reply's own length it was 1.0 on every one of the 1,120 shared responses."""
+    if not run.exists():
+        pytest.skip("shared data not present")
+    texts = [
+        json.loads(x)["response"]
+        for f in sorted((run / "responses").glob("*.jsonl"))
+        for x in f.read_text(encoding="utf-8").splitlines()
+        if x.strip()
+    ]
+    texts = [t for t in texts if t.strip()]
+    cols = lexical.lexical_columns(texts)
+    part = lexical.mtld_score(cols["mtld"], cols["tokens"])
+    assert len(texts) > 100 and 0.0 <= part.min() and part.max() <= 1.0
+    assert len(np.unique(part)) > 20 and part.std() > 0.1 and np.median(part) < 0.9
 
 
 # ---------------------------------------------------------------- text heuristics
@@ -413,6 +435,13 @@ def test_score_run_writes_rows_config_and_summary(tmp_path):
     assert summary == res.summary
     sa = summary["arms"]["a"]
     assert (sa["n_responses"], sa["n_failed"], sa["n_scenarios"]) == (3, 1, 1)
+    raw = [r["score_details"]["mtld"] for r in a if r.get("score_details")]
+    assert sa["raw_mtld"] == {
+        "mean": pytest.approx(np.mean(raw)),
+        "median": pytest.approx(np.median(raw)),
+        "n": 2,
+    }
+    assert cfg["scoring"]["mtld_cap"] == lexical.MTLD_CAP
     # one scenario: the mean is the mean of its two repeats, and the interval collapses onto it
     m = sa["metrics"]["rouge_l"]
     assert m["mean"] == pytest.approx((a[0]["rouge_l"] + a[1]["rouge_l"]) / 2)

@@ -8,6 +8,7 @@ name says it is a count.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from bdnsca._core import Tokenizer, lexical_stats
 
 __all__ = [
     "MTLD_THRESHOLD",
+    "MTLD_CAP",
     "LEAKAGE_PATTERNS",
     "lexical_columns",
     "mtld_score",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 MTLD_THRESHOLD = 0.72
+MTLD_CAP = 100.0
+"""The MTLD that earns full marks: about what McCarthy & Jarvis (2010) report for written prose."""
 
 # A sentence ends at . ! ? or an ellipsis followed by space or the end, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])[\"'\u201d\u2019)\]]*\s+|\n+")
@@ -65,18 +69,22 @@ def lexical_columns(
     return lexical_stats(list(texts), mtld_threshold=mtld_threshold, threads=threads)
 
 
-def mtld_score(mtld: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """MTLD on a 0-1 scale: ``min(MTLD, tokens) / tokens`` (0 for an empty text).
+def mtld_score(mtld: np.ndarray, tokens: np.ndarray, cap: float = MTLD_CAP) -> np.ndarray:
+    """MTLD on a 0-1 scale: ``min(MTLD, cap) / cap`` (0 for an empty text).
 
-    MTLD grows with length for short texts (a reply whose TTR never falls to the threshold has
-    MTLD = its length or more), so a fixed cap would reward longer replies. Relative to the
-    text's own length it is 1 while no factor completes and about 1/k after k factors: how
-    often the reply's vocabulary collapsed, independent of its length."""
+    A reply's MTLD (factors counted with their partial remainder, as ``lexicalrichness`` does)
+    is its length over how many times its type-token ratio fell to the threshold. Scaling by
+    the reply's own length instead (``min(MTLD, tokens) / tokens``) made it 1 for every reply in
+    which no factor completes, which is every reply of the shared runs (median 27 tokens): a
+    constant. With a fixed cap a longer reply can earn more (its MTLD may exceed a short reply's
+    length); distinct-1 and distinct-2, which fall with length, pull the other way."""
     tokens = np.asarray(tokens, dtype=np.float64)
     mtld = np.asarray(mtld, dtype=np.float64)
+    if not (math.isfinite(cap) and cap > 0):
+        raise ValueError(f"mtld cap must be a positive number, got {cap}")
     out = np.zeros_like(tokens)
     nz = tokens > 0
-    out[nz] = np.minimum(mtld[nz], tokens[nz]) / tokens[nz]
+    out[nz] = np.minimum(np.nan_to_num(mtld[nz], nan=0.0, posinf=cap), cap) / cap
     return out
 
 

@@ -62,6 +62,17 @@ def summarize(
                 "ci_high": _unit(hi),
                 "n": len(vals),
             }
+        raw_mtld = [
+            float(r["score_details"]["mtld"])
+            for r in rows
+            if isinstance(r.get("score_details"), Mapping) and r["score_details"].get("mtld") is not None
+        ]
+        raw_mtld = [x for x in raw_mtld if np.isfinite(x)]
+        entry["raw_mtld"] = (
+            {"mean": float(np.mean(raw_mtld)), "median": float(np.median(raw_mtld)), "n": len(raw_mtld)}
+            if raw_mtld
+            else None
+        )
         arms[arm] = entry
         groups: dict[tuple[str, str], list[dict[str, float]]] = {}
         for sid, v in means.items():

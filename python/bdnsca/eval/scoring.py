@@ -15,7 +15,8 @@ Scores, each in [0, 1] (:data:`WEIGHTS` holds every weight, in this one place):
   less per sentence outside), no label/metadata leakage (1 or 0,
   :data:`bdnsca.eval.lexical.LEAKAGE_PATTERNS`) and no repetition (1 - rep-3).
 - ``lexical_richness``: weighted mean of distinct-1, distinct-2, the MTLD score
-  (bidirectional MTLD / tokens, capped at 1) and 1 - rep-3, counted in Rust.
+  (bidirectional MTLD, ``min(MTLD, mtld_cap) / mtld_cap``, cap 100) and 1 - rep-3, counted in
+  Rust; ``summary.json`` also gives each arm's raw MTLD (mean and median).
 - ``chrf``, ``rouge_l``: against the reference response (the row's, else the scenario's).
 - ``overall_quality``: the weighted mean of the six above (weights renormalised over those
   that have a value). It always uses all six, whatever ``metrics`` writes.
@@ -89,6 +90,7 @@ class ScoringConfig:
     sentence_range: tuple[int, int] = (2, 3)  # the old runs' prompt: "Write 2-3 natural sentences"
     sentence_step: float = 0.5
     mtld_threshold: float = lexical.MTLD_THRESHOLD
+    mtld_cap: float = lexical.MTLD_CAP
     resamples: int = 10_000
     seed: int = 0
     confidence: float = 0.95
@@ -106,6 +108,8 @@ class ScoringConfig:
         lo, hi = self.sentence_range
         if not 0 < lo <= hi:
             raise BdnscaError(f"sentence_range must satisfy 0 < low <= high, got {self.sentence_range}")
+        if not (math.isfinite(self.mtld_cap) and self.mtld_cap > 0):
+            raise BdnscaError(f"mtld_cap must be a positive number, got {self.mtld_cap}")
         if not 0 < self.confidence < 1 or self.resamples < 1:
             raise BdnscaError("confidence must be in (0, 1) and resamples >= 1")
 
@@ -123,6 +127,7 @@ class ScoringConfig:
             "sentence_range": list(self.sentence_range),
             "sentence_step": self.sentence_step,
             "mtld_threshold": self.mtld_threshold,
+            "mtld_cap": self.mtld_cap,
             "bootstrap": {"resamples": self.resamples, "seed": self.seed, "confidence": self.confidence},
         }
 
@@ -218,7 +223,7 @@ def score_rows(
 
     if need & {"naturalness", "lexical_richness"}:
         lx = lexical.lexical_columns(texts, mtld_threshold=cfg.mtld_threshold)
-        mtld_s = lexical.mtld_score(lx["mtld"], lx["tokens"])
+        mtld_s = lexical.mtld_score(lx["mtld"], lx["tokens"], cfg.mtld_cap)
         put("tokens", [int(x) for x in lx["tokens"]])
         put("distinct1", lx["distinct1"])
         put("distinct2", lx["distinct2"])
