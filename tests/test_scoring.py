@@ -538,3 +538,29 @@ def test_score_refuses_a_scores_folder_it_did_not_write(tmp_path):
     score_run(run, metrics=["chrf"], force=True)
     assert "chrf" in json.loads(foreign.read_text().splitlines()[0])
     score_run(run, metrics=["chrf"])  # now score's own folder
+
+
+def test_keywords_given_as_one_string_are_split_not_read_letter_by_letter():
+    from bdnsca.errors import BdnscaError
+
+    row = [
+        {
+            "request_index": 1,
+            "scenario_id": "s",
+            "ok": True,
+            "response": "The gate is shut. Find the archive.",
+        }
+    ]
+    cfg = ScoringConfig(metrics=("context_relevance",))
+
+    def coverage(keywords):
+        scen = {"s": {"scenario_id": "s", "dynamic_context": "Location=Gate", "context_keywords": keywords}}
+        return score_rows(row, scen, cfg, embedder=HashEmbedder())[0]["score_details"][
+            "context_keyword_coverage"
+        ]
+
+    # by hand: "gate" and "archive" occur, "moat" does not -> 2/3 (letters would give 1/2 or so)
+    assert coverage(["gate", "archive", "moat"]) == pytest.approx(2 / 3)
+    assert coverage("gate, archive; moat") == pytest.approx(2 / 3)
+    with pytest.raises(BdnscaError, match="'context_keywords' must be a list"):
+        coverage({"gate": 1})

@@ -168,6 +168,25 @@ def context_text(dynamic_context: str) -> str:
     return ". ".join(v for v in values if v)
 
 
+_KW_SEP = re.compile(r"[,;]")
+
+
+def keyword_list(scenario: Mapping[str, Any], name: str) -> list[str]:
+    """A scenario's keywords: a JSON list, or one string of comma- or semicolon-separated
+    keywords (a bare string was once read letter by letter); anything else is an error."""
+    value = scenario.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [k.strip() for k in _KW_SEP.split(value) if k.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(k, str | int | float) for k in value):
+        return [str(k) for k in value]
+    raise BdnscaError(
+        f"scenarios.jsonl: scenario {scenario.get('scenario_id')!r}: {name!r} must be a list of "
+        f"keywords or a comma-separated string, got {type(value).__name__}"
+    )
+
+
 class _Similarity:
     """Embeds each distinct string once (shortest first, so batches pad little) and gives the
     cosine similarity, clipped to [0, 1], of text pairs."""
@@ -266,7 +285,7 @@ def score_rows(
             else ("persona", "persona_keywords")
         )
         sims = similarity(texts, targets[metric])
-        cover = lexical.keyword_coverage(texts, [[str(k) for k in (s.get(kw_field) or [])] for s in scen])
+        cover = lexical.keyword_coverage(texts, [keyword_list(s, kw_field) for s in scen])
         put(f"{prefix}_similarity", sims)
         put(f"{prefix}_keyword_coverage", cover)
         comp[metric] = [
