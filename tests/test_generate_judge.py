@@ -319,6 +319,31 @@ def test_generate_is_deterministic_and_resume_finishes_an_interrupted_run(world,
         generate_run(resume=resumed.run_dir)
 
 
+def test_prompt_lookup_and_chat_arms(world, tmp_path):
+    """Greedy decoding verified token by token: a prompt-lookup arm answers exactly as the plain arm
+    of the same model; a chat arm wraps the prompt in the GGUF's template (more prompt tokens)."""
+    arms = tmp_path / "arms.toml"
+    model = (world / "gen_a" / "model.gguf").as_posix()
+    arms.write_text(
+        f'[arms.plain]\nmodel = "{model}"\n'
+        f'[arms.lookup]\nmodel = "{model}"\nspeculative = "prompt-lookup:3"\n'
+        f'[arms.chatted]\nmodel = "{model}"\nchat = true\n',
+        encoding="utf-8",
+    )
+    r = generate_run(world / "scenarios.jsonl", arms, tmp_path / "runs", temperature=0.0, max_tokens=16,
+                     n_threads=1)  # fmt: skip
+    plain, lookup, chatted = (r.responses[a] for a in ("plain", "lookup", "chatted"))
+    assert all(row["ok"] for rows in (plain, lookup, chatted) for row in rows)
+    assert [x["raw_response"] for x in lookup] == [x["raw_response"] for x in plain]
+    assert any(x["eval_count"] > 0 for x in plain)
+    assert {x["speculative"] for x in lookup} == {"prompt-lookup:3"}
+    for p, c in zip(plain, chatted, strict=True):
+        assert c["prompt"] == p["prompt"] and c["prompt_eval_count"] > p["prompt_eval_count"]
+    config = json.loads((r.run_dir / "run_config.json").read_text())
+    by_arm = {a["arm_id"]: a for a in config["arms"]}
+    assert by_arm["chatted"]["chat"] is True and by_arm["lookup"]["speculative"] == "prompt-lookup:3"
+
+
 def test_a_seed_changes_the_responses(world, tmp_path):
     a = _generate(world, tmp_path / "a", temperature=1.0, seed=1)
     b = _generate(world, tmp_path / "b", temperature=1.0, seed=2)
@@ -891,3 +916,33 @@ def test_judge_output_dir_leaves_the_run_folder_alone(tmp_path):
     assert res.summary["run_dir"] == str(run)
     r = _cli("judge", "--run-dir", run, "--judge", tmp_path / "none.gguf", "--output-dir", out)
     assert "no such option" not in r.stderr and r.returncode == 1
+
+
+def test_win_rate_interval_matches_scipys_percentile_bootstrap():
+    scipy_stats = pytest.importorskip("scipy.stats", reason="the reference bootstrap is scipy's")
+    import numpy as np
+
+    from bdnsca.eval.judge_stats import mean_ci, win_rates
+
+    rng = np.random.default_rng(5)
+    # 40 scenarios, two annotators each: per scenario the soft score is the annotators' mean
+    scores, per_scenario = [], []
+    for i in range(40):
+        xs = rng.choice([0.0, 0.5, 1.0], size=2, p=[0.3, 0.2, 0.5])
+        scores += [(f"s{i:02d}", "a", "b", ann, float(x)) for ann, x in zip(("j1", "j2"), xs, strict=True)]
+        per_scenario.append(xs.mean())
+    got = win_rates(scores, ["a", "b"], seed=1)
+    ref = scipy_stats.bootstrap((np.array(per_scenario),), np.mean, n_resamples=20000, method="percentile",
+                                confidence_level=0.95, random_state=0).confidence_interval  # fmt: skip
+    ab = got["a"]["b"]
+    assert (
+        ab["rate"] == pytest.approx(np.mean(per_scenario))
+        and ab["scenarios"] == 40
+        and ab["comparisons"] == 80
+    )
+    assert ab["ci95"] == pytest.approx([ref.low, ref.high], abs=0.02)
+    assert ab["ci95"][1] - ab["ci95"][0] > 0.1  # not a degenerate interval
+    ba = got["b"]["a"]  # the other direction mirrors it
+    assert ba["rate"] == pytest.approx(1 - ab["rate"])
+    assert ba["ci95"] == pytest.approx([1 - ab["ci95"][1], 1 - ab["ci95"][0]], abs=0.02)
+    assert mean_ci([0.25, 0.75], 0)[0] == 0.5 and mean_ci([], 0) == (None, None)

