@@ -171,7 +171,9 @@ def parse_answer(kind: str, raw: str) -> ParsedAnswer:
 
 class Redactor:
     """Replaces arm ids, model names and model file names found in response text by
-    ``[redacted]`` (whole words, case-insensitive), counting what it replaced."""
+    ``[redacted]`` (whole words, case-insensitive), counting what it replaced. Every name of 3+
+    characters counts, so an arm id that is an ordinary word (``rag``, ``base``) also blanks
+    that word wherever a response uses it: give arms distinctive ids."""
 
     def __init__(self, names: Iterable[str]) -> None:
         words = sorted({n.strip() for n in names if n and len(n.strip()) >= 3}, key=len, reverse=True)
