@@ -946,3 +946,25 @@ def test_win_rate_interval_matches_scipys_percentile_bootstrap():
     assert ba["rate"] == pytest.approx(1 - ab["rate"])
     assert ba["ci95"] == pytest.approx([1 - ab["ci95"][1], 1 - ab["ci95"][0]], abs=0.02)
     assert mean_ci([0.25, 0.75], 0)[0] == 0.5 and mean_ci([], 0) == (None, None)
+
+
+def test_missing_as_loss_counts_an_unanswered_scenario_against_the_arm(tmp_path):
+    # "x" fails s3; the judge always ties, so only the forfeit decides anything
+    run = _synthetic_run(
+        tmp_path, {"x": {"s1": "a", "s2": "b", "s3": ""}, "y": {"s1": "c", "s2": "d", "s3": "e"}}
+    )
+
+    def ties(req):
+        return _answer(req, lambda r, m: "tie" if r.kind == "pairwise" else 3)
+
+    for mode in ("pairwise", "pointwise"):
+        cond = judge_run(run, [FunctionJudge("t", ties)], temperatures=[0.0], mode=mode)
+        lost = judge_run(run, [FunctionJudge("t", ties)], temperatures=[0.0], mode=mode, missing_as_loss=True)
+        for m in METRICS:
+            w = cond.summary["win_rates"][m]["x"]["y"]
+            assert (w["rate"], w["scenarios"]) == (0.5, 2)  # conditional: s3 left out
+            w = lost.summary["win_rates"][m]["x"]["y"]
+            assert w["rate"] == pytest.approx((0.5 + 0.5 + 0.0) / 3) and w["scenarios"] == 3
+            assert lost.summary["win_rates"][m]["y"]["x"]["rate"] == pytest.approx(2 / 3)
+    r = _cli("judge", "--help")
+    assert "--missing-as-loss" in r.stdout

@@ -112,6 +112,12 @@ def generate_cmd(scenarios, arms_file, output_root, resume, **settings) -> None:
 @click.option("--n-threads", default=None, type=int)
 @click.option("--n-gpu-layers", default=0, show_default=True, type=int)
 @click.option(
+    "--missing-as-loss",
+    is_flag=True,
+    help="Win-rates: an arm with no usable response where another has one loses that scenario "
+    "(default: the scenario is left out of its comparisons).",
+)
+@click.option(
     "--judge-chat/--no-judge-chat",
     "chat",
     default=None,

@@ -17,26 +17,24 @@ order and the final one), ``judge_requests.jsonl`` (every prompt sent and raw an
 A scenario where an arm has no usable response (failed or empty) is left out of that arm's
 judgements, so its win-rates are conditional on the scenarios it answered; the summary's
 ``missing_responses`` lists those scenarios per arm (an arm that fails on the hard scenarios
-shows up there, not as losses).
+shows up there, not as losses). With ``missing_as_loss`` (``--missing-as-loss``) such a scenario
+counts as a loss against every arm that answered it.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import hashlib
-import io
 import os
 import random
 import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from bdnsca.data.io import atomic_write, file_sha256, write_json, write_jsonl
+from bdnsca.data.io import file_sha256, write_json, write_jsonl
 from bdnsca.data.run_folders import read_responses, read_run_config, read_scenarios, run_arms
 from bdnsca.errors import BdnscaError
 from bdnsca.eval import judge_stats
@@ -50,6 +48,7 @@ from bdnsca.eval.judge_prompts import (
     parse_answer,
     pointwise_prompt,
 )
+from bdnsca.eval.judge_tables import PAIR_COLUMNS, pair_rows, ratings_rows, write_csv
 
 MODES = ("pointwise", "pairwise", "both")
 Progress = Callable[[int, int, str], None]
@@ -73,6 +72,9 @@ class JudgeSettings:
     n_gpu_layers: int = 0
     chat: bool | None = None
     """Judge prompts through the GGUF's chat template: None uses it when the model has one."""
+    missing_as_loss: bool = False
+    """In the win-rates, an arm without a usable response (failed or empty) where another arm
+    has one loses that scenario, instead of leaving it out (conditional win-rates)."""
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -182,7 +184,7 @@ def judge_run(
         exc.add_note(f"the {len(log)} answers so far are in {out / 'judge_requests.jsonl'}")
         raise
 
-    ratings = _ratings_rows(s.mode, sample, arms, annotators, pointwise, notes, pairs)
+    ratings = ratings_rows(s.mode, sample, arms, annotators, pointwise, notes, pairs)
     summary = _summary(
         run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths
     )
@@ -196,11 +198,11 @@ def judge_run(
     summary["redactions"] = redact.count
     summary["command"] = list(argv) if argv is not None else None
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(
+    write_csv(
         out / "judge_ratings.csv", ["scenario_id", "arm_id", "annotator_id", *METRICS, "notes"], ratings
     )
     if pairs:
-        _write_csv(out / "judge_pairwise.csv", _PAIR_COLUMNS, _pair_rows(pairs))
+        write_csv(out / "judge_pairwise.csv", PAIR_COLUMNS, pair_rows(pairs))
     write_jsonl(out / "judge_requests.jsonl", log)
     write_json(out / "judge_summary.json", summary)
     return JudgeResult(out, summary, ratings, log, pairs)
@@ -379,72 +381,6 @@ def _note(parsed, raw: str, s: JudgeSettings) -> str:
     return _CONTROL.sub(" ", parsed.rationale).strip()
 
 
-def _ratings_rows(mode, sample, arms, annotators, pointwise, notes, pairs) -> list[dict[str, Any]]:
-    rows = []
-    if mode in ("pointwise", "both"):
-        for sid in sample:
-            for a in arms:
-                for ann in annotators:
-                    if (sid, a, ann) not in pointwise:
-                        continue
-                    values = pointwise[(sid, a, ann)] or {}
-                    row = {"scenario_id": sid, "arm_id": a, "annotator_id": ann}
-                    row.update({m: values.get(m, "") for m in METRICS})
-                    row["notes"] = notes[(sid, a, ann)]
-                    rows.append(row)
-        return rows
-    # pairwise only: each arm's soft win share in its scenario's pairs, on 1-5
-    share: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for p in pairs:
-        for m in METRICS:
-            final, _ = judge_stats.combine(p, m)
-            if final is None:
-                continue
-            x = 0.5 if final == "tie" else float(final == p["arm_1"])
-            share[(p["scenario_id"], p["arm_1"], p["annotator_id"])][m].append(x)
-            share[(p["scenario_id"], p["arm_2"], p["annotator_id"])][m].append(1.0 - x)
-    for sid in sample:
-        for a in arms:
-            for ann in annotators:
-                got = share.get((sid, a, ann))
-                if not got:
-                    continue
-                vals = {
-                    m: (round(1 + 4 * sum(got[m]) / len(got[m]), 6) if got.get(m) else "") for m in METRICS
-                }
-                rows.append({"scenario_id": sid, "arm_id": a, "annotator_id": ann, **vals,
-                             "notes": "from pairwise verdicts: 1 + 4 x soft win share"})  # fmt: skip
-    return rows
-
-
-_PAIR_COLUMNS = ["scenario_id", "arm_1", "arm_2", "annotator_id", "metric", "first_shown_as_a",
-                 "winner_first_order", "winner_second_order", "winner", "position_consistent"]  # fmt: skip
-
-
-def _pair_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for p in pairs:
-        for m in METRICS:
-            v = [judge_stats.arm_verdict(o, m, p["arm_1"], p["arm_2"]) for o in p["orders"]]
-            final, consistent = judge_stats.combine(p, m)
-            rows.append({
-                "scenario_id": p["scenario_id"], "arm_1": p["arm_1"], "arm_2": p["arm_2"],
-                "annotator_id": p["annotator_id"], "metric": m, "first_shown_as_a": p["orders"][0]["a"],
-                "winner_first_order": v[0] or "", "winner_second_order": v[1] or "", "winner": final or "",
-                "position_consistent": "" if consistent is None else int(consistent),
-            })  # fmt: skip
-    return rows
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
-
-
 def _summary(run, s, arms, sample, scenarios, annotators, judges, names, log, pointwise, pairs, lengths):
     attempts = len(log)
     failed_attempts = sum(not e["ok"] for e in log)
@@ -492,10 +428,21 @@ def _summary(run, s, arms, sample, scenarios, annotators, judges, names, log, po
         if j.get("sha256") and arm_sha.get(arm) == j["sha256"]
     ]
     seed = _stable_seed(s.seed, "bootstrap")
+    answered = {(sid, a) for (sid, a) in lengths}
+    forfeits = (
+        [
+            (sid, x, y) if (sid, x) in answered else (sid, y, x)
+            for sid in sample
+            for x, y in combinations(arms, 2)
+            if ((sid, x) in answered) != ((sid, y) in answered)
+        ]
+        if s.missing_as_loss
+        else []
+    )
     if pointwise:
-        out["pointwise"] = judge_stats.pointwise_summary(pointwise, arms, lengths, seed)
+        out["pointwise"] = judge_stats.pointwise_summary(pointwise, arms, lengths, seed, forfeits)
     if pairs:
-        out["pairwise"] = judge_stats.pairwise_summary(pairs, arms, lengths, seed)
+        out["pairwise"] = judge_stats.pairwise_summary(pairs, arms, lengths, seed, forfeits)
     main = out.get("pairwise") or out["pointwise"]
     out["headline_source"] = "pairwise" if "pairwise" in out else "pointwise"
     out["krippendorff_alpha"] = (out.get("pointwise") or main)["krippendorff_alpha"]

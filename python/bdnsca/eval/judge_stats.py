@@ -13,6 +13,8 @@ counts as a tie. A verdict missing in either order is left out (it cannot be che
 - ``win_rates[metric][arm][other]``: the soft win-rate (win 1, tie 0.5, loss 0), averaged over
   annotators per scenario, then over scenarios, with a 95% percentile bootstrap interval over
   scenarios;
+  With ``missing_as_loss``, a scenario where one arm of a pair has no usable response and the
+  other has one counts as a win of the arm that answered (one comparison, every metric);
 - ``verbosity[metric]``: among decisive final verdicts between responses of different length
   (in words), how often the longer one won (0.5 = no preference), with a Wilson interval.
 
@@ -61,7 +63,11 @@ def combine(pair: dict[str, Any], metric: str) -> tuple[str | None, bool | None]
 
 
 def pairwise_summary(
-    pairs: Sequence[dict[str, Any]], arms: Sequence[str], lengths: dict[tuple[str, str], int], seed: int
+    pairs: Sequence[dict[str, Any]],
+    arms: Sequence[str],
+    lengths: dict[tuple[str, str], int],
+    seed: int,
+    forfeits: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "judged_pairs": len(pairs),
@@ -109,7 +115,7 @@ def pairwise_summary(
         for s, w, a1, a2, ann in finals:
             x = 0.5 if w == "tie" else (1.0 if w == a1 else 0.0)
             scores.append((s, a1, a2, ann, x))
-        out["win_rates"][m] = win_rates(scores, arms, seed)
+        out["win_rates"][m] = win_rates([*scores, *_forfeit_scores(forfeits)], arms, seed)
         longer = [_longer_won(lengths, s, a1, a2, w) for s, w, a1, a2, _ in finals if w != "tie"]
         out["verbosity"][m] = verbosity([x for x in longer if x is not None])
     out["position_consistency"]["all"] = _rate(n_cons_all, n_both_all)
@@ -121,6 +127,7 @@ def pointwise_summary(
     arms: Sequence[str],
     lengths: dict[tuple[str, str], int],
     seed: int,
+    forfeits: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "ratings": len(ratings),
@@ -153,9 +160,14 @@ def pointwise_summary(
                 if r1 != r2:
                     longer.append(_longer_won(lengths, sid, a1, a2, a1 if r1 > r2 else a2))
         out["tie_rate"][m] = _rate(ties, n)
-        out["win_rates"][m] = win_rates(scores, arms, seed)
+        out["win_rates"][m] = win_rates([*scores, *_forfeit_scores(forfeits)], arms, seed)
         out["verbosity"][m] = verbosity([x for x in longer if x is not None])
     return out
+
+
+def _forfeit_scores(forfeits: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str, str, float]]:
+    """(scenario, arm that answered, arm that did not) as a win of the first: one comparison."""
+    return [(sid, won, lost, "(no response)", 1.0) for sid, won, lost in forfeits]
 
 
 def _longer_won(lengths: dict[tuple[str, str], int], sid: str, a1: str, a2: str, winner: str) -> bool | None:
