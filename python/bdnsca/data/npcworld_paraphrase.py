@@ -4,8 +4,15 @@
 fact copied verbatim), so BM25 already ranks as well as any ranker can there: what it misses is
 what the query leaves ambiguous. These queries ask for the same documents in *other* words (a
 role, an action described rather than named; proper place names kept, as players type them), the
-vocabulary mismatch that rerankers and dense retrieval exist for. Judgements follow the same
-rule as the wide gold: 2 = the target document, 1 = a document of the same role and place.
+vocabulary mismatch that rerankers and dense retrieval exist for.
+
+Every query states a role, an action and a place (the paraphrases never state the fact), and
+its judgements follow from exactly what it states: **2** = a document whose role, action and place
+all match (one or two documents: the world has two facts per role/action/place), **1** = a
+document matching two of the three (partial: the right NPC and task elsewhere, the right NPC and
+place for another task, or the right task and place from another NPC), unjudged (0) otherwise.
+Each role/action/place is asked once per domain, so no query text appears twice. As in the wide
+gold, the exact and near twins (``*_copy_*``, ``*_revised_*``) stay unjudged.
 
 Written to ``data/retrieval_gold_paraphrase.jsonl`` by ``data/generate.py`` (its own seeded
 random stream, so the other bundled files are unchanged by it).
@@ -102,18 +109,27 @@ ACTIONS: dict[str, str] = {
 }
 
 TEMPLATES = [
-    "How would I {action} over by {place}?",
-    "Which {role} could walk me through how to {action}?",
-    "What can the {role} near {place} tell me?",
-    "I want to {action}. Who around {place} knows the details?",
+    "How would the {role} over by {place} have me {action}?",
+    "Which {role} around {place} could walk me through how to {action}?",
+    "What can the {role} near {place} tell me about how to {action}?",
+    "I want to {action}. Does the {role} around {place} know the details?",
 ]
+"""each states role, action and place: the grades below depend on all three"""
+
+STATED = ("role", "action", "place")
+
+
+def grade(query_attrs: dict, doc_attrs: dict) -> int:
+    """2 = role, action and place all match; 1 = two of the three match; 0 otherwise."""
+    matched = sum(query_attrs[k] == doc_attrs[k] for k in STATED)
+    return 2 if matched == 3 else 1 if matched == 2 else 0
 
 
 def paraphrase_queries(
     rng: random.Random, docs: list[dict], attrs: dict[str, dict], per_domain: int
 ) -> list[dict]:
-    """``per_domain`` paraphrased queries per domain, each for a target document drawn from
-    ``rng`` (the world's original documents, not its twins), graded as the wide gold is."""
+    """``per_domain`` paraphrased queries per domain, each for a distinct role/action/place of
+    the world's original documents (not its twins) drawn from ``rng``, graded by :func:`grade`."""
     by_domain: dict[str, list[str]] = {}
     for d in docs:
         if d["doc_id"] in attrs:
@@ -121,16 +137,18 @@ def paraphrase_queries(
     out: list[dict] = []
     for domain in sorted(by_domain):
         ids = sorted(by_domain[domain])
-        for qi, target in enumerate(rng.sample(ids, per_domain)):
-            a = attrs[target]
+        triples = sorted({tuple(attrs[i][k] for k in STATED) for i in ids})
+        if len(triples) < per_domain:
+            raise ValueError(
+                f"domain {domain!r} has {len(triples)} distinct role/action/place, "
+                f"fewer than the {per_domain} queries asked"
+            )
+        for qi, triple in enumerate(rng.sample(triples, per_domain)):
+            a = dict(zip(STATED, triple, strict=True))
             text = TEMPLATES[qi % len(TEMPLATES)].format(
                 role=ROLES[a["role"]], action=ACTIONS[a["action"]], place=a["place"]
             )
-            grades = {target: 2}
-            for other in ids:
-                o = attrs[other]
-                if other != target and o["role"] == a["role"] and o["place"] == a["place"]:
-                    grades[other] = 1
+            grades = {i: g for i in ids if (g := grade(a, attrs[i])) > 0}
             ranked = sorted(grades, key=lambda d: (-grades[d], d))
             out.append(
                 {
@@ -144,4 +162,4 @@ def paraphrase_queries(
     return out
 
 
-__all__ = ["ACTIONS", "ROLES", "TEMPLATES", "paraphrase_queries"]
+__all__ = ["ACTIONS", "ROLES", "STATED", "TEMPLATES", "grade", "paraphrase_queries"]
