@@ -174,8 +174,11 @@ def write_spec(
     steps: str = "",
     anchor: str = 'model = "base"',
     exps: str | None = None,
+    tiny: str = "{ layers = 1, hidden_size = 32 }",
 ) -> Path:
     exps = exps if exps is not None else '[[experiment]]\nname = "one"\nmodel = "dpo"\n'
+    if "[steps.eval]" not in steps:  # leave scenarios outside the evaluated ones for SFT
+        steps += "\n[steps.eval]\nmax_scenarios = 8\n"
     text = f"""
 output_dir = "{tmp / "out"}"
 {extra}
@@ -186,7 +189,7 @@ gold = "{DATA / "retrieval_gold_wide.jsonl"}"
 serving_prompts = "{DATA / "serving_prompts.jsonl"}"
 serving_references = "{DATA / "serving_references.jsonl"}"
 [model]
-tiny = {{ layers = 1, hidden_size = 32 }}
+tiny = {tiny}
 {model}
 {steps}
 [anchor]
@@ -208,8 +211,54 @@ tiny = {{ layers = 1, hidden_size = 32 }}
         ({"anchor": 'run = "nowhere"'}, r"anchor.run = 'nowhere': no such file"),
         ({"exps": '[[experiment]]\nname = "x"\nmodel = "gpt"'}, r"experiment\[0\].model' must be one of"),
         ({"steps": "[steps.gate]\nalpha = 2.0"}, r"steps.gate: --alpha must be in \(0, 1\), got 2.0"),
-        ({"steps": '[steps.eval]\nmax_tokens = "ten"'}, r"steps.eval: .*str"),
+        ({"steps": '[steps.eval]\nmax_tokens = "ten"'}, r"steps.eval: max_tokens must be int, got 'ten'"),
         ({"exps": '[[experiment]]\nname = "x"\nspeculative = ["draft:4"]'}, r"needs 'model.draft'"),
+        # values that used to pass the check and fail only after the training steps
+        ({"steps": '[steps.sft]\nrows = "many"'}, r"steps.sft: rows must be a whole number >= 1, got 'many'"),
+        ({"steps": "[steps.sft]\nrows = 0"}, r"steps.sft: rows must be a whole number >= 1, got 0"),
+        (
+            {"steps": "[steps.eval]\nmax_scenarios = 0"},
+            r"steps.eval: max_scenarios must be a whole number >= 1",
+        ),
+        ({"steps": '[steps.eval]\nmax_scenarios = "x"'}, r"steps.eval: max_scenarios must be a whole number"),
+        ({"steps": "[steps.eval]\nmax_scenarios = 100000"}, r"steps.eval.max_scenarios = 100000 leaves none"),
+        ({"steps": "[steps.eval]\nk = 2"}, r"steps.eval.max_scenarios = None leaves none"),
+        ({"steps": '[steps.eval]\nmax_scenarios = 8\nk = "x"'}, r"steps.eval: k must be a whole number"),
+        (
+            {"steps": "[steps.preferences]\nscenarios = 0"},
+            r"steps.preferences: scenarios must be a whole number",
+        ),
+        ({"steps": "[steps.preferences]\nsamples = 1"}, r"steps.preferences: samples .* >= 2, got 1"),
+        (
+            {"steps": "[steps.preferences]\ntemperature = 0"},
+            r"steps.preferences: temperature must be a number > 0",
+        ),
+        ({"steps": '[steps.score]\nmetrics = ["nope"]'}, r"steps.score: unknown metric\(s\) \['nope'\]"),
+        ({"steps": '[steps.score]\nresamples = "x"'}, r"steps.score: resamples must be int, got 'x'"),
+        ({"steps": '[steps.gate]\nquality_metrics = ["nope"]'}, r"steps.gate: unknown quality metric 'nope'"),
+        (
+            {"steps": '[steps.distill]\nlearning_rate = "x"'},
+            r"steps.distill: learning_rate must be float.*, got 'x'",
+        ),
+        (
+            {"steps": '[steps.reranker]\nmax_steps = "x"'},
+            r"steps.reranker: max_steps must be .*int.*, got 'x'",
+        ),
+        ({"tiny": '{ layers = "x" }'}, r"model.tiny: layers must be int, got 'x'"),
+        ({"tiny": "{ layers = 1, hidden_size = 30 }"}, r"model.tiny: hidden size 30 is not divisible"),
+        (
+            {"exps": '[[experiment]]\nname = "x"\nreranker = "false"'},
+            r"experiment\[0\].reranker' must be true or",
+        ),
+        (
+            {"exps": '[[experiment]]\nname = "x"\nspeculative = []'},
+            r"experiment\[0\].speculative' must be a non-",
+        ),
+        (
+            {"exps": '[[experiment]]\nname = "x"\nspeculative = "none"'},
+            r"speculative' must be a non-empty list",
+        ),
+        ({"exps": '[[experiment]]\nname = "x"\nspeculative = [3]'}, r"speculative' must be a non-empty list"),
     ],
 )
 def test_bad_experiment_files_are_one_line_errors_naming_the_key(tmp_path, kwargs, pattern):

@@ -149,51 +149,110 @@ def check_step_settings(path: Path, step: str, settings: dict[str, Any]) -> None
     """Builds the settings object the step will build and runs its own checks, so a bad value
     (``max_steps = "ten"``, ``alpha = 2``) is reported before any step runs."""
     s = {k: v for k, v in settings.items() if k not in _OWN.get(step, set())}
+    from bdnsca.pipeline.checks import check_own, check_types
+
     x = "unused"
     try:
+        check_own(step, settings)
+        if step == "score":
+            from bdnsca.eval.scoring import ScoringConfig
+
+            check_types(ScoringConfig, {k: v for k, v in s.items() if k != "metrics"})
+            metrics = s.get("metrics")
+            if metrics is not None and not (
+                isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)
+            ):
+                raise ValueError(f"metrics must be a list of metric names, got {metrics!r}")
+            extra = {"metrics": tuple(metrics)} if metrics is not None else {}
+            ScoringConfig(**{k: v for k, v in s.items() if k != "metrics"}, **extra).validate()
         if step == "sft":
             from bdnsca.train.sft import SFTTrainingConfig as C
 
+            check_types(C, s)
             C(dataset=x, base_model=x, output_dir=x, **s).validate()
         elif step == "dpo":
             from bdnsca.train.preference import PreferenceTrainingConfig as C
 
+            check_types(C, s)
             C(dataset=x, base_model=x, output_dir=x, **s).validate()
         elif step == "preferences":
             from bdnsca.prefs.build import PreferenceSettings as C
 
+            check_types(C, s)
             C(**{"pairing": "all-arms", **s}).validate()
         elif step == "mine":
             from bdnsca.retrieval.mining import MiningSettings as C
 
+            check_types(C, s)
             C(**s).validate()
         elif step == "reranker":
             from bdnsca.train.reranker import RerankerTrainingConfig as C
 
+            check_types(C, s)
             C(pairs=x, corpus=x, gold=x, **s).validate()
         elif step == "distill":
             from bdnsca.train.distill import DistillConfig as C
 
+            check_types(C, s)
             C(target=x, draft_init="tiny", prompts=x, output_dir=x, **s).validate()
         elif step == "eval":
             from bdnsca.eval.generate import GenerateSettings as C
 
+            check_types(C, s)
             C(**s).validate()
         elif step == "judge":
             from bdnsca.eval.judge import JudgeSettings as C
 
+            check_types(C, s)
             C(**s).validate()
         elif step == "serve":
             from bdnsca.serve.bench import ServeBenchSettings as C
 
+            check_types(C, s)
             C(models=[x], **s).validate()
         elif step == "gate":
             from bdnsca.eval.gate_checks import GateSettings as C
+            from bdnsca.eval.scoring import METRICS, WEIGHTS
 
+            check_types(C, s)
+            unknown = [m for m in s.get("quality_metrics", []) if m not in {*METRICS, *WEIGHTS}]
+            if unknown:
+                raise ValueError(f"unknown quality metric {unknown[0]!r} (scored: {', '.join(METRICS)})")
             C(**s).validate()
     except (BdnscaError, TypeError, ValueError) as exc:
         text = str(exc).strip().splitlines()
         raise _fail(path, f"steps.{step}: {text[0] if text else type(exc).__name__}") from None
+
+
+def check_tiny(path: Path, tiny: dict[str, Any]) -> None:
+    """``model.tiny`` built as the step builds it (:class:`~bdnsca.train.tiny.TinyModelConfig`)."""
+    from bdnsca.pipeline.checks import check_types, positive_int
+    from bdnsca.train.tiny import TinyModelConfig
+
+    t = {k: v for k, v in tiny.items() if k != "copy_steps"}
+    try:
+        check_types(TinyModelConfig, t)
+        if "copy_steps" in tiny:
+            positive_int("copy_steps", tiny["copy_steps"], 0)
+        t.setdefault("kv_heads", min(2, t.get("heads", 4)))
+        TinyModelConfig(**t).validate()
+    except (BdnscaError, TypeError, ValueError) as exc:
+        raise _fail(path, f"model.tiny: {exc}") from None
+
+
+def _check_eval_pool(path: Path, scenarios: Path, eval_settings: dict[str, Any]) -> None:
+    """``steps.eval.max_scenarios`` must leave scenarios outside the evaluated ones: the SFT rows
+    and the preference run come from those."""
+    from bdnsca.eval.scenarios import read_scenario_file
+
+    n = len(read_scenario_file(scenarios))
+    given = eval_settings.get("max_scenarios")
+    if given is None or given >= n:
+        raise _fail(
+            path,
+            f"steps.eval.max_scenarios = {given!r} leaves none of the {n} scenarios of {scenarios} for SFT "
+            f"and the preference run: set it below {n}",
+        )
 
 
 @dataclass
@@ -282,6 +341,7 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
     if tiny is not None:
         tiny = _table(path, tiny, "model.tiny")
         _unknown(path, tiny, TINY_KEYS, "model.tiny")
+        check_tiny(path, tiny)
     if (tiny is None) == ("base" not in model_t):
         raise _fail(path, "give exactly one of 'model.tiny' and 'model.base'")
     base_model = _file(path, base, model_t["base"], "model.base") if "base" in model_t else None
@@ -309,6 +369,7 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
         _unknown(path, settings, step_keys(name), f"steps.{name}")
         check_step_settings(path, name, settings)
         steps[name] = settings
+    _check_eval_pool(path, data["scenarios"], steps.get("eval", {}))
     for step, default in (("sft", "base"), ("dpo", "sft")):
         src = steps.setdefault(step, {}).setdefault("from", default)
         if src not in MODELS:
@@ -339,6 +400,18 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
         _unknown(path, e, EXPERIMENT_KEYS, where)
         if not isinstance(e.get("name"), str) or not e["name"]:
             raise _fail(path, f"'{where}.name' must be a non-empty string")
+        if not isinstance(e.get("reranker", False), bool):
+            raise _fail(path, f"'{where}.reranker' must be true or false, got {e['reranker']!r}")
+        spec_modes = e.get("speculative", ["none"])
+        if (
+            not isinstance(spec_modes, list)
+            or not spec_modes
+            or not all(isinstance(m, str) for m in spec_modes)
+        ):
+            example = '["none", "draft:4"]'
+            raise _fail(
+                path, f"'{where}.speculative' must be a non-empty list such as {example}, got {spec_modes!r}"
+            )
         exp = Experiment(**e)
         if exp.model not in MODELS:
             raise _fail(path, f"'{where}.model' must be one of {', '.join(MODELS)}, got {exp.model!r}")
