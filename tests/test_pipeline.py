@@ -284,12 +284,17 @@ def test_a_missing_data_file_and_an_anchor_that_is_not_a_run_are_named(tmp_path)
 def test_a_dependency_cycle_in_the_file_is_found_before_any_step_runs(tmp_path):
     path = write_spec(tmp_path, steps='[steps.sft]\nfrom = "dpo"\n[steps.dpo]\nfrom = "sft"')
     called = []
-    with pytest.raises(
-        GraphError,
-        match=r"^dependency cycle: .*export:sft.*export:dpo|^dependency cycle: .*export:dpo.*export:sft",
-    ):
+    with pytest.raises(SpecError) as err:
         run_pipeline(path, functions={k: called.append for k in ("tiny_model", "sft", "dpo")})
+    msg = str(err.value)  # names the file and the keys to change
+    assert msg.startswith(f"{path}: ") and "\n" not in msg
+    assert (
+        "steps.sft.from = 'dpo' and steps.dpo.from = 'sft' form a dependency cycle (sft -> dpo -> sft)" in msg
+    )
     assert called == [] and not (tmp_path / "out" / "nodes").exists()
+    path = write_spec(tmp_path, steps='[steps.sft]\nfrom = "sft"')
+    with pytest.raises(SpecError, match=r"steps.sft.from = 'sft' form a dependency cycle \(sft -> sft\)"):
+        load_spec(path)
 
 
 def test_the_cli_prints_one_line_for_a_bad_file(tmp_path):
@@ -792,3 +797,24 @@ def test_dpo_pairs_are_the_sft_models_own_answers_to_one_prompt(tmp_path):
         assert p["prompt"] == f"prompt of {sid}"
         chosen, rejected = int(p["chosen"][-1]), int(p["rejected"][-1])
         assert p["chosen"].startswith(sid) and p["rejected"].startswith(sid) and chosen > rejected
+
+
+def test_a_failed_run_leaves_no_stale_report_and_a_missing_gate_report_refuses_promotion(tmp_path):
+    path = write_spec(tmp_path, steps="[steps.gate]\nresamples = 1000\nallow_missing = true")
+    fns = _fake_functions({"base": 0.5, "sft": 0.4, "dpo": 0.6})
+    out = tmp_path / "out"
+    res = run_pipeline(path, functions=fns)
+    assert (out / "report.md").exists()
+    gate_report = Path(res.manifest["nodes"]["gate:one"]["folder"]) / "gate_report.json"
+    gate_report.unlink()
+    with pytest.raises(PromotionRefused, match=r"gate_report.json: the gate report of 'one' is missing"):
+        promote(path, "one")
+    assert current_anchor(out) is None
+
+    def boom(ctx):
+        raise RuntimeError("planted")
+
+    path.write_text(path.read_text().replace("resamples = 1000", "resamples = 999"))
+    with pytest.raises(StepFailed):
+        run_pipeline(path, functions={**fns, "gate": boom})
+    assert not (out / "report.md").exists()  # the last report described other settings

@@ -253,6 +253,9 @@ def run_pipeline(
         "experiments": {e.name: plan.gates[e.name] for e in spec.experiments},
     }
     fns = {**STEP_FUNCTIONS, **(functions or {})}
+    for old in ("report.md", "frontier.png"):  # only a finished run has a report: never a stale one
+        with contextlib.suppress(FileNotFoundError):
+            (spec.output_dir / old).unlink()
     result = execute(plan.nodes, spec.output_dir, fns, manifest_extra=extra, echo=echo)
     result.report_path, result.table = write_report(spec, plan, result)
     return result

@@ -93,7 +93,13 @@ def _promote(spec: Any, experiment: str) -> PromotionResult:
             f"changed since): run `bdnsca pipeline run {spec.path}` again; anchor unchanged"
         )
     report_path = folder / "gate_report.json"
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PromotionRefused(
+            f"{report_path}: the gate report of {experiment!r} is missing or unreadable "
+            f"({type(exc).__name__}); run `bdnsca pipeline run {spec.path}` again; anchor unchanged"
+        ) from None
     if not report.get("passed"):
         why = "; ".join(
             " ".join(str(x) for x in (c["check"], c.get("metric") or c.get("baseline")) if x)

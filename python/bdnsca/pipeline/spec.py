@@ -374,6 +374,14 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
         src = steps.setdefault(step, {}).setdefault("from", default)
         if src not in MODELS:
             raise _fail(path, f"'steps.{step}.from' must be one of {', '.join(MODELS)}, got {src!r}")
+    for start in ("sft", "dpo"):  # a training step that starts, through others, from its own model
+        chain = [start]
+        while chain[-1] != "base" and steps[chain[-1]]["from"] not in chain:
+            chain.append(steps[chain[-1]]["from"])
+        if chain[-1] != "base":
+            keys = " and ".join(f"steps.{m}.from = {steps[m]['from']!r}" for m in chain)
+            cycle = " -> ".join([*chain, steps[chain[-1]]["from"]])
+            raise _fail(path, f"{keys} form a dependency cycle ({cycle})")
 
     anchor_t = _table(path, raw.get("anchor", {}), "anchor")
     _unknown(path, anchor_t, ANCHOR_KEYS, "anchor")
