@@ -53,3 +53,59 @@ def test_negative_that_copies_the_positive_is_dropped(tmp_path, positive_first):
     assert report.issues["negative_copy_of_positive"] == 1
     with pytest.raises(DataError, match="same text as positive"):
         read_pairs(path, corpus, queries, strict=True)
+
+
+# ----------------------------------------------------------------------------- fakes
+
+
+class HashCrossEncoder:
+    """A stand-in cross-encoder: a fixed pseudo-random score per (query, document) pair."""
+
+    def predict(self, pairs, **kwargs):
+        import hashlib
+
+        import numpy as np
+
+        def one(q, d):
+            return int.from_bytes(hashlib.sha256(f"{q}\0{d}".encode()).digest()[:4], "big") / 2**32
+
+        return np.array([one(q, d) for q, d in pairs], dtype=np.float32)
+
+    def save_pretrained(self, path):  # train_reranker saves the model it trained
+        pass
+
+
+def _model_folder(tmp_path, monkeypatch, weight: float):
+    """A model folder whose training_config.json stores ``weight``, loading as HashCrossEncoder."""
+    import bdnsca.retrieval.reranker as rr_mod
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "training_config.json").write_text(
+        json.dumps({"interpolation": {"first_stage_weight": weight}})
+    )
+    monkeypatch.setattr(rr_mod, "load_cross_encoder", lambda *a, **k: HashCrossEncoder())
+    return folder
+
+
+# ----------------------------------------------------------------------------- finding 3
+
+
+def test_stress_bm25_plus_reranker_is_rerank_run_on_bm25_scores(tmp_path, monkeypatch):
+    """With a stored weight of 0.5, the stress benchmark's 'BM25 + reranker' ranking is exactly
+    Reranker.rerank_run on BM25's scored run (what search --rerank does), not on rank positions."""
+    from bdnsca.data.io import Query
+    from bdnsca.retrieval.reranker import Reranker
+    from bdnsca.retrieval.stress import StressDoc, _bm25_scored, bm25_retriever, reranked
+
+    folder = _model_folder(tmp_path, monkeypatch, 0.5)
+    corpus = read_corpus(CORPUS)
+    docs = {d.doc_id: StressDoc(d.doc_id, d.text) for d in corpus.documents}
+    qs = [Query(q.query_id, q.text) for q in read_queries(GOLD)[:20]]
+    depth = 15
+    got = reranked(bm25_retriever(depth), str(folder), depth)(qs, docs)
+    texts = {d: doc.text for d, doc in docs.items()}
+    want = Reranker(HashCrossEncoder(), texts, first_stage_weight=0.5).rerank_run(
+        _bm25_scored(qs, docs, depth), qs, depth=depth
+    )
+    assert got == {q: list(r) for q, r in want.items()}

@@ -192,30 +192,31 @@ def _bm25_scored(
     }
 
 
-def _memo(retriever: Retriever) -> Retriever:
-    """The retriever, computing each (queries, documents) input once: a reranker on top of it
-    and the run without one share the first stage."""
-    cache: dict[tuple, dict[str, list[str]]] = {}
+class ScoredRetriever:
+    """A retriever that also gives its scores (``scored``: {query_id: {doc_id: score}} best
+    first), computing each (queries, documents) input once: a reranker on top of it and the run
+    without one share the first stage, and the reranker interpolates with the real scores."""
 
-    def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
+    def __init__(self, scored: Callable[[list[Query], Mapping[str, StressDoc]], dict[str, dict[str, float]]]):
+        self._scored = scored
+        self._cache: dict[tuple, dict[str, dict[str, float]]] = {}
+
+    def scored(self, queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, dict[str, float]]:
         key = (tuple((q.query_id, q.text) for q in queries), tuple((d, v.text) for d, v in docs.items()))
-        if key not in cache:
-            cache[key] = retriever(queries, docs)
-        return {q: list(r) for q, r in cache[key].items()}
+        if key not in self._cache:
+            self._cache[key] = self._scored(queries, docs)
+        return {q: dict(r) for q, r in self._cache[key].items()}
 
-    return run
+    def __call__(self, queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
+        return {q: list(r) for q, r in self.scored(queries, docs).items()}
 
 
-def bm25_retriever(depth: int) -> Retriever:
+def bm25_retriever(depth: int) -> ScoredRetriever:
     """BM25 (lucene, bdnsca index's tokenizer) over the mixed corpus, top ``depth``."""
-
-    def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
-        return {q: list(r) for q, r in _bm25_scored(queries, docs, depth).items()}
-
-    return _memo(run)
+    return ScoredRetriever(lambda queries, docs: _bm25_scored(queries, docs, depth))
 
 
-def hybrid_retriever(depth: int, method: str = "rrf", model: Any = None) -> Retriever:
+def hybrid_retriever(depth: int, method: str = "rrf", model: Any = None) -> ScoredRetriever:
     """BM25 and exact dense retrieval (the packaged all-MiniLM-L6-v2 by default, cosine on
     normalised embeddings) fused with ``bdnsca.fuse`` (RRF by default)."""
     import bdnsca
@@ -224,7 +225,7 @@ def hybrid_retriever(depth: int, method: str = "rrf", model: Any = None) -> Retr
     if fuse is None:
         raise BdnscaError("hybrid retrieval needs bdnsca.fuse, which this build of bdnsca lacks")
 
-    def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
+    def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, dict[str, float]]:
         import numpy as np
 
         encoder = model
@@ -246,21 +247,42 @@ def hybrid_retriever(depth: int, method: str = "rrf", model: Any = None) -> Retr
         out = {}
         for qid, ranking in fused.items():
             order = sorted(ranking, key=lambda x: (np.float32(ranking[x]), x), reverse=True)
-            out[qid] = order[:depth]
+            out[qid] = {x: ranking[x] for x in order[:depth]}
         return out
 
-    return _memo(run)
+    return ScoredRetriever(run)
 
 
-def reranked(retriever: Retriever, model: Any, depth: int, batch_size: int = 64) -> Retriever:
-    """``retriever``'s top ``depth`` re-scored by a cross-encoder (a loaded model or a path)."""
+def reranked(
+    retriever: Retriever,
+    model: Any,
+    depth: int,
+    batch_size: int = 64,
+    first_stage_weight: float | None = None,
+) -> Retriever:
+    """``retriever``'s top ``depth`` re-scored by a cross-encoder (a loaded model or a path), as
+    ``search --rerank`` does: :meth:`Reranker.rerank_run` on the first stage's *scores* (what
+    the stored interpolation weight mixes with the reranker's; ``first_stage_weight`` overrides
+    it). A retriever without scores (not a :class:`ScoredRetriever`) only works with weight 0."""
 
     def run(queries: list[Query], docs: Mapping[str, StressDoc]) -> dict[str, list[str]]:
         from bdnsca.retrieval.reranker import Reranker
 
-        first = retriever(queries, docs)
-        base = {q: {d: float(len(r) - i) for i, d in enumerate(r)} for q, r in first.items()}
-        rr = Reranker(model, {d: doc.text for d, doc in docs.items()}, batch_size=batch_size)
+        texts = {d: doc.text for d, doc in docs.items()}
+        rr = Reranker(model, texts, batch_size=batch_size, first_stage_weight=first_stage_weight)
+        scored = getattr(retriever, "scored", None)
+        if scored is not None:
+            base = scored(queries, docs)
+        elif rr.first_stage_weight > 0:
+            raise BdnscaError(
+                f"the reranker interpolates with the first stage (weight {rr.first_stage_weight}), "
+                "but this retriever gives no scores: use a ScoredRetriever or first_stage_weight=0"
+            )
+        else:  # weight 0: the first stage only picks and orders the candidates
+            base = {
+                q: {d: float(len(r) - i) for i, d in enumerate(r)}
+                for q, r in retriever(queries, docs).items()
+            }
         out = rr.rerank_run(base, queries, depth=depth)
         return {q: list(r) for q, r in out.items()}
 
@@ -366,6 +388,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 __all__ = [
     "INJECTION_PATTERNS",
     "CaseOutcome",
+    "ScoredRetriever",
     "StressCase",
     "StressDoc",
     "StressSet",
