@@ -109,3 +109,19 @@ def test_stress_bm25_plus_reranker_is_rerank_run_on_bm25_scores(tmp_path, monkey
         _bm25_scored(qs, docs, depth), qs, depth=depth
     )
     assert got == {q: list(r) for q, r in want.items()}
+
+
+# ----------------------------------------------------------------------------- finding 7
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e39])
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_rerank_run_refuses_non_finite_first_stage_scores(bad, weight):
+    from bdnsca.errors import BdnscaError
+    from bdnsca.retrieval.reranker import Reranker
+
+    rr = Reranker(HashCrossEncoder(), {"a": "ta", "b": "tb", "c": "tc"}, first_stage_weight=weight)
+    run = {"q1": {"a": 2.0, "b": 1.0}, "q2": {"a": 3.0, "b": bad, "c": 1.0}}
+    with pytest.raises(BdnscaError, match=r"document 'b' for query 'q2'"):
+        rr.rerank_run(run, {"q1": "x", "q2": "y"}, depth=3)
+    assert rr.rerank_run({"q1": run["q1"]}, {"q1": "x"}, depth=3)  # finite scores still work

@@ -262,7 +262,15 @@ class Reranker:
             for qid in chunk:
                 ranking = run[qid]
                 ids = list(ranking)
-                scores32 = np.asarray([ranking[d] for d in ids], dtype=np.float32)
+                with np.errstate(over="ignore"):  # an overflow is refused just below
+                    scores32 = np.asarray([ranking[d] for d in ids], dtype=np.float32)
+                bad = np.flatnonzero(~np.isfinite(scores32))
+                if bad.size:  # NaN would min-max to 0 and 1e39 to inf: refuse, naming it
+                    d = ids[int(bad[0])]
+                    raise BdnscaError(
+                        f"first-stage score {ranking[d]!r} of document {d!r} for query {qid!r} "
+                        "is not a finite float32"
+                    )
                 perm = tie_rule_order(ids, scores32)
                 order0 = list(perm if perm is not None else range(len(ids)))[:depth]
                 top = [ids[i] for i in order0]
