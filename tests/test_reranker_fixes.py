@@ -125,3 +125,121 @@ def test_rerank_run_refuses_non_finite_first_stage_scores(bad, weight):
     with pytest.raises(BdnscaError, match=r"document 'b' for query 'q2'"):
         rr.rerank_run(run, {"q1": "x", "q2": "y"}, depth=3)
     assert rr.rerank_run({"q1": run["q1"]}, {"q1": "x"}, depth=3)  # finite scores still work
+
+
+# ----------------------------------------------------------------------------- findings 5 and 6
+
+PARA_GOLD = DATA / "retrieval_gold_paraphrase.jsonl"
+
+
+def _hand_pairs(path, gold):
+    """Pairwise rows for every gold query: its best document against three unjudged documents of
+    its domain (built here, not by the miner, so the test depends on the trainer only)."""
+    corpus = read_corpus(CORPUS)
+    rows = []
+    for q in read_queries(gold):
+        dom = q.fields.get("domain")
+        pos = max(q.relevant, key=lambda d: (q.relevant[d], d))
+        negs = [
+            d.doc_id
+            for d in corpus.documents
+            if d.fields.get("domain") == dom and d.doc_id not in q.relevant and "_doc_" in d.doc_id
+        ][:3]
+        rows += [{"query_id": q.query_id, "positive_doc_id": pos, "negative_doc_id": n} for n in negs]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.fixture
+def stubbed_training(monkeypatch, tmp_path):
+    """train_reranker with CrossEncoder, CrossEncoderTrainer and its arguments stubbed: records the
+    dataset the trainer receives and the query ids given to choose_first_stage_weight."""
+    from types import SimpleNamespace
+
+    try:
+        import sentence_transformers.cross_encoder as st_ce
+    except ImportError:
+        pytest.skip("sentence-transformers is not installed (the rerank extra)")
+    import bdnsca.retrieval.reranker as rr_mod
+    import bdnsca.train.reranker as tr
+
+    seen: dict = {"interrupt": False}
+
+    class FakeTrainer:
+        def __init__(self, model, args, train_dataset, loss):
+            self.train_dataset = train_dataset
+            seen["dataset_queries"] = list(train_dataset["query"])
+            self.state = SimpleNamespace(log_history=[{"step": 1, "loss": 0.5}], global_step=1)
+
+        def add_callback(self, cb):
+            pass
+
+        def train(self, resume_from_checkpoint=None):
+            if seen["interrupt"]:
+                raise _Interrupted
+            return SimpleNamespace(metrics={"train_runtime": 0.0})
+
+    real_choose = tr.choose_first_stage_weight
+
+    def recording_choose(model, corpus, queries, validation_ids, cfg):
+        seen["validation_ids"] = list(validation_ids)
+        return real_choose(model, corpus, queries, validation_ids, cfg)
+
+    monkeypatch.setattr(rr_mod, "load_cross_encoder", lambda *a, **k: HashCrossEncoder())
+    monkeypatch.setattr(rr_mod, "resolve_model", lambda m: "stub-model")
+    monkeypatch.setattr(st_ce, "CrossEncoderTrainer", FakeTrainer)
+    monkeypatch.setattr(st_ce, "CrossEncoderTrainingArguments", lambda **kw: kw)
+    monkeypatch.setattr(tr, "_loss", lambda *a: None)
+    monkeypatch.setattr(tr, "choose_first_stage_weight", recording_choose)
+    pairs = _hand_pairs(tmp_path / "pairs.jsonl", PARA_GOLD)
+
+    def train(**kw):
+        cfg = tr.RerankerTrainingConfig(
+            pairs=str(pairs),
+            corpus=str(CORPUS),
+            gold=str(PARA_GOLD),
+            output_dir=str(tmp_path / "out"),
+            eval_depth=20,
+            bootstrap_resamples=200,
+            progress=False,
+            **kw,
+        )
+        return tr.train_reranker(cfg)
+
+    return train, seen, tmp_path / "out"
+
+
+def test_trainer_dataset_and_weight_choice_never_see_heldout_queries(stubbed_training):
+    train, seen, out = stubbed_training
+    metrics = train()
+    split = json.loads((out / "split.json").read_text())
+    held, val = set(split["heldout_query_ids"]), set(split["validation_query_ids"])
+    assert held and val and not held & val
+    ids_of_text: dict[str, set[str]] = {}
+    for q in read_queries(PARA_GOLD):
+        ids_of_text.setdefault(q.text, set()).add(q.query_id)
+    trained = set().union(*(ids_of_text[t] for t in seen["dataset_queries"]))
+    assert trained and not trained & held and not trained & val
+    assert trained | held | val == {i for ids in ids_of_text.values() for i in ids}  # 240 queries
+    chose_on = set(seen["validation_ids"])
+    assert chose_on == val and not chose_on & held and not chose_on & trained
+    assert metrics["interpolation"]["n_queries"] == len(val)
+
+
+def test_resume_with_another_validation_slice_is_refused(stubbed_training):
+    from bdnsca.errors import BdnscaError
+
+    train, seen, out = stubbed_training
+    seen["interrupt"] = True
+    with pytest.raises(_Interrupted):
+        train()
+    (out / "checkpoints" / "checkpoint-1").mkdir(parents=True)  # what the interrupted run left
+    seen["interrupt"] = False
+    for changed in ({"validation_fraction": 0.3}, {"first_stage_weight": 0.4}):
+        with pytest.raises(BdnscaError, match="--resume: .* differ"):
+            train(resume=True, **changed)
+    assert train(resume=True)["resumed"] is True  # the same options resume

@@ -177,15 +177,20 @@ def _prepare_split(cfg: RerankerTrainingConfig, out: Path, queries, inputs) -> d
             val = split_queries(train_qs, heldout_fraction=cfg.validation_fraction, seed=cfg.split_seed)
             doc["validation_query_ids"] = val.heldout_query_ids
     doc["validation_fraction"] = cfg.validation_fraction
+    doc["first_stage_weight"] = cfg.first_stage_weight
     path = out / "split.json"
     if cfg.resume and path.is_file():
         import json
 
         old = json.loads(path.read_text(encoding="utf-8"))
-        if old.get("inputs") != inputs or old.get("heldout_query_ids") != doc["heldout_query_ids"]:
+        # the whole document: a different validation slice or fixed weight on resume would let
+        # queries trained on before the interruption choose the interpolation weight after it
+        new = json.loads(json.dumps(doc))
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differ:
             raise BdnscaError(
-                f"--resume: {path} was written for other inputs or another split; "
-                "resume with the same files and split options"
+                f"--resume: {path} was written for other inputs or another split "
+                f"({', '.join(differ)} differ); resume with the same files and split options"
             )
     write_json(path, doc)
     import json
