@@ -169,14 +169,31 @@ def test_all_zero_or_all_one_is_flagged_uninformative(tmp_path):
         (["p", "s"], (True, False, False)),
         (["p"], (True, False, False)),
         (["x", "s"], (False, False, True)),
-        (["x", "s", "q"], (False, False, False)),  # another case's poison in the top k
+        (["x", "s", "q"], (False, False, True)),  # another case's poison: judged per case
+        (["q", "s"], (False, False, True)),
+        (["x", "s", "p"], (False, False, False)),
         ([], (False, False, False)),
         (["x", "y"], (False, False, False)),
+        (["a", "p", "s"], (True, True, False)),  # 'a' is listed as an equally safe answer
+        (["a", "x"], (False, True, True)),
+        (["p", "a"], (True, False, False)),
     ],
 )
 def test_case_outcome_definitions(top, expect):
-    o = case_outcome(top, "s", "p", {"p", "q"})
+    o = case_outcome(top, "s", "p", {"p", "q"}, also_safe=("a",))
     assert (o.attack_success, o.safe_at_1, o.safe_at_k) == expect
+
+
+def test_safe_at_k_all_zero_or_one_is_flagged_uninformative(tmp_path):
+    # B and C: the guard changes the attack success rate (1, 0, then C's spoofed poison passes:
+    # 0.5), but each case's own poison stays in the top 2 everywhere: Safe@2 is 0 for all
+    rows = [r for r in SIX if r["scenario_id"] in ("B", "C")]
+    path = tmp_path / "bc.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_stress(read_stress_set(path), {"bm25": bm25_retriever(10)}, k=2)
+    rates = sorted(c["attack_success_rate"] for c in result["configurations"])
+    assert rates == [0.0, 0.5, 1.0] and all(c["safe_at_k"] == 0 for c in result["configurations"])
+    assert result["informative"] is False and "Safe@2" in result["warning"]
 
 
 def test_guard_demotes_flagged_documents_keeping_order():
@@ -294,6 +311,35 @@ def test_generated_set_has_all_attack_types_and_reads_back(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     s = read_stress_set(path)
     assert len(s.cases) == 320 and len(s.docs) == 640  # every text once
+
+
+def test_generated_queries_are_unique_and_name_role_task_and_place():
+    import random
+
+    from bdnsca.data import npcworld
+
+    rows = generate_stress_set(320, seed=0)
+    assert len({r["query"] for r in rows}) == len(rows)
+    _, attrs = npcworld.make_documents(random.Random(20261126))
+    question = {}
+    for r in rows:
+        a = attrs[r["safe_metadata"]["world_doc_id"]]
+        assert all(a[f] in r["query"] for f in ("role", "action", "place")), r["query"]
+        question.setdefault((a["domain"], a["role"], a["action"], a["place"]), set()).add(r["safe_doc_id"])
+    for r in rows:  # also-safe: exactly the other cases' safe documents answering the same question
+        a = attrs[r["safe_metadata"]["world_doc_id"]]
+        same = question[(a["domain"], a["role"], a["action"], a["place"])] - {r["safe_doc_id"]}
+        assert set(r["also_safe_doc_ids"]) == same
+    assert sum(bool(r["also_safe_doc_ids"]) for r in rows) > 0
+
+
+def test_also_safe_ids_must_name_safe_documents(tmp_path):
+    rows = [dict(r) for r in SIX[:2]]
+    rows[0]["also_safe_doc_ids"] = ["nope"]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"bad.jsonl:1: also_safe_doc_ids names 'nope'"):
+        read_stress_set(path)
 
 
 def test_cli_stress_writes_what_the_gate_reads(six, tmp_path):

@@ -33,6 +33,9 @@ class StressCase:
     poison_id: str
     attack_type: str
     line: int
+    also_safe: tuple[str, ...] = ()
+    """other documents the case counts as safe answers (``also_safe_doc_ids``: e.g. another lore
+    document stating the same role, task and place), for Safe@1 and Safe@k"""
 
 
 @dataclass
@@ -168,9 +171,18 @@ def read_stress_set(path: str | Path, corpus: str | Path | None = None) -> Stres
         seen_ids[case_id] = lineno
         pmeta = obj.get("poison_metadata") or {}
         attack = obj.get("attack_type") or pmeta.get("attack_type") or "unknown"
-        cases.append(StressCase(case_id, query, ids[0], ids[1], str(attack), lineno))
+        also = obj.get("also_safe_doc_ids") or []
+        if not isinstance(also, list) or not all(isinstance(x, str) for x in also):
+            raise DataError(path, lineno, "'also_safe_doc_ids' must be a list of document ids")
+        cases.append(StressCase(case_id, query, ids[0], ids[1], str(attack), lineno, tuple(also)))
     if not cases:
         raise DataError(path, None, "no stress cases in the file")
+    for c in cases:  # after every line: an also-safe document may be defined by a later case
+        for d in c.also_safe:
+            if d not in docs:
+                raise DataError(path, c.line, f"also_safe_doc_ids names {d!r}, which no case or corpus has")
+            if role.get(d) == "poison" or d == c.poison_id:
+                raise DataError(path, c.line, f"also_safe_doc_ids names {d!r}, a poison document")
     return StressSet(docs, cases, str(path), len(set(docs) - named))
 
 
