@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from bdnsca import _core
 from bdnsca.data.io import Run
+from bdnsca.errors import BdnscaError
 
 FUSION_METHODS = ("rrf", "combsum", "combmnz", "combanz", "combmax", "combmin", "combmed")
 """Method names; ranx's short names (``sum``, ``mnz``, ``anz``, ``max``, ``min``, ``med``) work too."""
@@ -42,11 +43,43 @@ def fuse(
       by document id descending); queries in order of first appearance.
 
     Raises BdnscaError for a NaN or infinite score (naming the run index, query and document),
-    an unknown method or norm, ``k < 0`` or no runs; TypeError for malformed runs. The work runs
+    an unknown method or norm, ``k`` or ``threads`` out of range (``k < 0``, ``threads < 1``,
+    either above 2**63 - 1) or no runs; TypeError for malformed runs (not a list of dicts of
+    dicts) and for a ``k`` or ``threads`` that is not an int (``True`` is not one). The work runs
     in parallel over queries with the GIL released (``threads``: default all cores).
     """
-    plain = [r if isinstance(r, dict) else {q: dict(d) for q, d in r.items()} for r in runs]
+    if isinstance(runs, str | bytes | Mapping) or not isinstance(runs, Iterable):
+        raise TypeError(
+            f"runs must be a list of runs {{query_id: {{doc_id: score}}}}, got {type(runs).__name__}"
+        )
+    plain = []
+    for i, r in enumerate(runs):
+        if not isinstance(r, Mapping):
+            raise TypeError(
+                f"runs[{i}] must be a dict {{query_id: {{doc_id: score}}}}, got {type(r).__name__}"
+            )
+        plain.append(
+            r
+            if isinstance(r, dict)
+            else {q: d if not isinstance(d, Mapping) else dict(d) for q, d in r.items()}
+        )
+    k = _int_arg("k", k, 0)
+    threads = None if threads is None else _int_arg("threads", threads, 1, "(or None for all cores)")
     return _core.fuse(plain, method=method, k=k, norm=norm, threads=threads)
+
+
+_I64_MAX = 2**63 - 1
+
+
+def _int_arg(name: str, value: object, low: int, note: str = "") -> int:
+    """An integer argument: TypeError if not an int (a bool is not one), BdnscaError outside
+    [low, 2**63 - 1] (what the core takes; it raised OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= _I64_MAX:
+        tail = f" {note}" if note else ""
+        raise BdnscaError(f"{name} must be >= {low} and <= 2**63 - 1{tail}, got {value}")
+    return value
 
 
 __all__ = ["FUSION_METHODS", "NORMS", "fuse"]

