@@ -176,7 +176,7 @@ def search_cmd(
     if dense_path is not None or hybrid is not None:
         _search_dense(
             index_path, queries, output, k, threads, tag, dense_path, dense_model, hybrid, rrf_k, fusion_norm,
-            rerank, rerank_depth,
+            rerank, rerank_depth, rerank_corpus,
         )  # fmt: skip
         return
     if index_path is None:
@@ -257,6 +257,7 @@ def _search_dense(
     norm,
     reranker=None,
     depth=100,
+    corpus=None,
 ) -> None:
     """search --dense [--hybrid]: exact dense top-k, or fused with BM25 (bdnsca.retrieval.dense)."""
     from bdnsca._core import BM25
@@ -275,6 +276,8 @@ def _search_dense(
     bm25 = BM25.load(index_path) if index_path is not None else None
     if bm25 is not None:
         dense.check_same_ids(emb.ids, bm25.ids, dense_path)
+    if corpus is not None:
+        dense.check_corpus(emb, corpus, dense_path)
     sha = dense.check_model(emb, model, dense_path)
     with con.status("loading the encoder"):
         encoder = dense.Encoder(model, sha256=sha)

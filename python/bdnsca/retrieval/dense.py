@@ -268,6 +268,22 @@ def check_same_ids(emb_ids: Sequence[str], index_ids: Sequence[str], path: objec
         )
 
 
+def check_corpus(emb: Embeddings, corpus: str | os.PathLike[str], path: object = "embeddings") -> None:
+    """The corpus given beside the embeddings (``search --corpus``) must be the file they were
+    encoded from (same SHA-256): an edited corpus keeps its ids, so the id check cannot see it.
+    Embeddings without a recorded ``corpus_sha256`` are not checked."""
+    want = str(emb.meta.get("corpus_sha256") or "")
+    if not want:
+        return
+    target = Path(corpus) / "corpus.jsonl" if Path(corpus).is_dir() else Path(corpus)
+    got = file_sha256(target)
+    if got != want:
+        raise BdnscaError(
+            f"{path} was encoded from a corpus with sha256 {want[:12]} ({emb.meta.get('corpus')!r}), "
+            f"but {target} has sha256 {got[:12]}: re-encode it (bdnsca encode) or pass that corpus"
+        )
+
+
 def dense_index(emb: Embeddings) -> DenseIndex:
     """The Rust index over ``emb`` (rows normalised again, a no-op for encode's output)."""
     return DenseIndex(emb.matrix, emb.ids, normalize=True)
@@ -407,6 +423,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Embeddings",
     "Encoder",
+    "check_corpus",
     "check_model",
     "check_same_ids",
     "dense_index",
