@@ -83,3 +83,18 @@ def test_embeddings_from_an_edited_corpus_are_refused(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode != 0 and "was encoded from a corpus with sha256" in r.stderr, r.stderr
+
+
+# ----------------------------------------------------------------------------- Reranker ids
+
+
+class _LenCE:
+    def predict(self, pairs, **kwargs):
+        return np.array([len(d) for _, d in pairs], dtype=np.float32)
+
+
+def test_rerank_refuses_a_document_id_given_twice():
+    rr = bdnsca.Reranker(_LenCE(), {"a": "xx", "b": "x"})
+    with pytest.raises(BdnscaError, match="document 'a' is given twice"):
+        rr.rerank("q", ["a", "b", "a"])
+    assert rr.rerank("q", ["a", "b"]) == [("a", 2.0), ("b", 1.0)]

@@ -217,6 +217,9 @@ class Reranker:
             texts = [docs[d] for d in docs]
         elif self.texts is not None:
             ids = [str(d) for d in docs]
+            if len(set(ids)) != len(ids):
+                dup = next(d for i, d in enumerate(ids) if d in ids[:i])
+                raise BdnscaError(f"document {dup!r} is given twice: a ranking names each document once")
             texts = [self._doc_text(d) for d in ids]
         else:
             ids, texts = None, list(docs)
