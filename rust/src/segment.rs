@@ -16,7 +16,11 @@
 //! - per term, per block of `BLOCK` postings, the largest tf and the smallest
 //!   document length: an upper bound of any weight in the block for the
 //!   methods whose term-frequency part grows with tf and falls with length
-//!   (for block-max pruning, §2; not used by the exhaustive search yet);
+//!   (for block-max pruning, `segmented_prune.rs`);
+//! - per term, its distinct (tf, length) pairs with their posting counts
+//!   (deletes keep a count per pair beside): a term's largest live weight,
+//!   which fixes the order of its sum, is a max over these pairs, computed
+//!   exactly, and in far fewer steps than a scan of its postings;
 //! - the documents' ids, and their tie keys within the segment.
 //!
 //! At query time (`segmented_query.rs`) N, each query term's df and avgdl are
@@ -73,14 +77,16 @@ pub struct SegmentData {
     /// Tie keys among this segment's ids (a lower key ranks first on equal scores).
     pub(crate) tie: TieKeys,
     /// Blocks of term t: `blk_ptr[t]..blk_ptr[t + 1]`; block j of a term covers
-    /// its postings `j * BLOCK..(j + 1) * BLOCK`. (Read only by tests until
-    /// the pruned search uses them.)
-    #[allow(dead_code)]
+    /// its postings `j * BLOCK..(j + 1) * BLOCK`.
     pub(crate) blk_ptr: Vec<u64>,
-    #[allow(dead_code)]
     pub(crate) blk_max_tf: Vec<u32>,
-    #[allow(dead_code)]
     pub(crate) blk_min_len: Vec<u32>,
+    /// Distinct (tf, length) pairs of term t's postings, ascending, with how many
+    /// postings have each: `pair_*[pair_ptr[t]..pair_ptr[t + 1]]`.
+    pub(crate) pair_ptr: Vec<u64>,
+    pub(crate) pair_tf: Vec<u32>,
+    pub(crate) pair_len: Vec<u32>,
+    pub(crate) pair_count: Vec<u32>,
 }
 
 /// Documents of one chunk counted with a chunk-local vocabulary.
@@ -246,6 +252,36 @@ impl SegmentData {
             blk_ptr.push(blk_max_tf.len() as u64);
         }
 
+        let mut pair_ptr = Vec::with_capacity(n_terms + 1);
+        let mut pair_tf = Vec::new();
+        let mut pair_len = Vec::new();
+        let mut pair_count = Vec::new();
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        pair_ptr.push(0u64);
+        for t in 0..n_terms {
+            let (s, e) = (indptr[t] as usize, indptr[t + 1] as usize);
+            pairs.clear();
+            pairs.extend(
+                post_docs[s..e]
+                    .iter()
+                    .zip(&tfs[s..e])
+                    .map(|(&d, &tf)| (tf, lens[d as usize])),
+            );
+            pairs.sort_unstable();
+            for (i, &pair) in pairs.iter().enumerate() {
+                if i > 0 && pairs[i - 1] == pair {
+                    if let Some(c) = pair_count.last_mut() {
+                        *c += 1;
+                    }
+                } else {
+                    pair_tf.push(pair.0);
+                    pair_len.push(pair.1);
+                    pair_count.push(1u32);
+                }
+            }
+            pair_ptr.push(pair_tf.len() as u64);
+        }
+
         Ok(SegmentData {
             vocab,
             indptr,
@@ -261,6 +297,10 @@ impl SegmentData {
             blk_ptr,
             blk_max_tf,
             blk_min_len,
+            pair_ptr,
+            pair_tf,
+            pair_len,
+            pair_count,
         })
     }
 
@@ -279,6 +319,25 @@ impl SegmentData {
             self.indptr[t as usize + 1] as usize,
         );
         (&self.docs[s..e], &self.tfs[s..e])
+    }
+
+    /// The index of pair (tf, len) among term t's pairs (it is there when some
+    /// posting of t has it).
+    fn pair_index(&self, t: u32, tf: u32, len: u32) -> usize {
+        let (s, e) = (
+            self.pair_ptr[t as usize] as usize,
+            self.pair_ptr[t as usize + 1] as usize,
+        );
+        let (mut lo, mut hi) = (s, e);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if (self.pair_tf[mid], self.pair_len[mid]) < (tf, len) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// Document d's (terms, tfs) in order of first appearance.
@@ -308,13 +367,17 @@ pub struct Segment {
     pub(crate) deleted_len: u64,
     /// Per local term: postings whose document is deleted.
     pub(crate) del_df: Vec<u32>,
+    /// Per (tf, length) pair of `data`: postings whose document is deleted.
+    pub(crate) pair_del: Vec<u32>,
 }
 
 impl Segment {
     pub(crate) fn new(data: SegmentData) -> Self {
         let words = data.n_docs().div_ceil(64);
         let n_terms = data.n_terms();
+        let n_pairs = data.pair_tf.len();
         Segment {
+            pair_del: vec![0; n_pairs],
             data: std::sync::Arc::new(data),
             deleted: vec![0; words],
             n_deleted: 0,
@@ -334,9 +397,11 @@ impl Segment {
         self.deleted[d as usize / 64] |= 1 << (d % 64);
         self.n_deleted += 1;
         self.deleted_len += self.data.lens[d as usize] as u64;
-        let (terms, _) = self.data.forward(d);
-        for &t in terms {
+        let len = self.data.lens[d as usize];
+        let (terms, tfs) = self.data.forward(d);
+        for (&t, &tf) in terms.iter().zip(tfs) {
             self.del_df[t as usize] += 1;
+            self.pair_del[self.data.pair_index(t, tf, len)] += 1;
         }
     }
 
@@ -346,6 +411,17 @@ impl Segment {
 
     pub(crate) fn live_len(&self) -> u64 {
         self.data.total_len - self.deleted_len
+    }
+
+    /// The (tf, length) pairs of local term `t` that some live posting has.
+    pub(crate) fn live_pairs(&self, t: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let (s, e) = (
+            self.data.pair_ptr[t as usize] as usize,
+            self.data.pair_ptr[t as usize + 1] as usize,
+        );
+        (s..e)
+            .filter(|&i| self.data.pair_count[i] > self.pair_del[i])
+            .map(|i| (self.data.pair_tf[i], self.data.pair_len[i]))
     }
 
     /// Live postings of local term `t`.

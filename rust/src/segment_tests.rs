@@ -193,6 +193,76 @@ fn one_segment_equals_bm25index_on_a_zipf_corpus() {
     }
 }
 
+/// Block-max pruning on a corpus with long postings (many blocks), several
+/// segments and deletes: the same hits as the exhaustive path and a fresh
+/// build for short and long queries and k from 1 to 1000, ties included
+/// (short documents of a small vocabulary tie often), while scoring fewer
+/// documents than match at small k.
+#[test]
+fn pruned_search_equals_exhaustive_and_fresh_on_a_zipf_corpus() {
+    let mut x: u64 = 3;
+    let mut next = |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let n = 6000;
+    let docs: Vec<Vec<String>> = (0..n)
+        .map(|_| {
+            (0..1 + next(12))
+                .map(|_| {
+                    let spread = next(200) + 1;
+                    format!("t{}", next(spread))
+                })
+                .collect()
+        })
+        .collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("d{}", (i * 7919) % 6007)).collect();
+    let mut idx = SegmentedIndex::new(lucene());
+    for part in [0..2500, 2500..4000, 4000..6000] {
+        idx.add_tokens(&docs[part.clone()], &ids[part]).unwrap();
+    }
+    let gone: Vec<String> = ids.iter().step_by(7).cloned().collect();
+    idx.delete(&gone).unwrap();
+    let (live_docs, live_ids): (Vec<Vec<String>>, Vec<String>) = docs
+        .iter()
+        .zip(&ids)
+        .filter(|(_, i)| !gone.contains(i))
+        .map(|(d, i)| (d.clone(), i.clone()))
+        .unzip();
+    let queries: Vec<Vec<String>> = (0..24)
+        .map(|i| {
+            let len = if i % 3 == 0 { 8 } else { 1 + next(3) };
+            (0..len).map(|_| format!("t{}", next(30))).collect()
+        })
+        .collect();
+    let (mut scored, mut matched) = (0usize, 0usize);
+    for m in METHODS {
+        let p = Params::new(m, 1.2, 0.75, 0.5).unwrap();
+        idx.set_params(p);
+        let fresh = Bm25Index::from_tokens(&live_docs, p)
+            .unwrap()
+            .with_ids(&live_ids)
+            .unwrap();
+        for q in &queries {
+            for k in [1, 10, 100, 1000] {
+                let before = crate::segmented_prune::SCORED.with(|c| c.get());
+                let (a, b) = same(&idx, &fresh, &live_ids, q, k);
+                assert_eq!(a, b, "{m:?} {q:?} k={k}");
+                if k <= 10 {
+                    scored += crate::segmented_prune::SCORED.with(|c| c.get()) - before;
+                    matched += idx.search_exhaustive(q, usize::MAX).unwrap().len();
+                }
+            }
+        }
+    }
+    assert!(
+        scored * 2 < matched,
+        "scored {scored} of {matched} matching"
+    );
+}
+
 type Ranked = (Vec<u32>, Vec<(String, u32)>);
 
 /// Scores (as bits) and top k (ids, score bits) from both indexes.
@@ -211,12 +281,19 @@ fn same(
         .map(|s| s.to_bits())
         .collect();
     let b_scores = fresh.scores(&tq).iter().map(|s| s.to_bits()).collect();
-    let a_hits = idx
+    let a_hits: Vec<(String, u32)> = idx
         .search(q, k)
         .unwrap()
         .iter()
         .map(|h| (idx.id(h).to_string(), h.score.to_bits()))
         .collect();
+    let exhaustive: Vec<(String, u32)> = idx
+        .search_exhaustive(q, k)
+        .unwrap()
+        .iter()
+        .map(|h| (idx.id(h).to_string(), h.score.to_bits()))
+        .collect();
+    assert_eq!(a_hits, exhaustive, "pruned vs exhaustive, q={q:?} k={k}");
     let b_hits = fresh
         .search(&tq, k)
         .iter()
@@ -424,6 +501,73 @@ fn term_order_follows_first_appearance_among_live_documents() {
             let (a, b) = same(&idx, &fresh, &ids, &q, 10);
             if a != b {
                 panic!("case {case} {m:?} docs {docs:?} q {q:?}");
+            }
+        }
+    }
+}
+
+/// A corpus whose regions alternate short and long documents, so block
+/// bounds differ from block to block and whole runs of blocks are skipped.
+fn regional_corpus(seed: u64) -> (Vec<Vec<String>>, Vec<String>, Vec<Vec<String>>) {
+    let mut x = seed | 1;
+    let mut next = |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let n = 400 + next(800) as usize;
+    let mut docs = Vec::with_capacity(n);
+    let mut long = false;
+    for i in 0..n {
+        if i % 150 == 0 {
+            long = next(2) == 1;
+        }
+        let len = if long { 20 + next(40) } else { 1 + next(4) };
+        docs.push(
+            (0..len)
+                .map(|_| format!("t{}", next(20).min(next(20))))
+                .collect(),
+        );
+    }
+    let ids = (0..n)
+        .map(|i| format!("{:x}", (i * 2654435761) % 100003))
+        .collect();
+    let queries = (0..6)
+        .map(|_| (0..1 + next(6)).map(|_| format!("t{}", next(22))).collect())
+        .collect();
+    (docs, ids, queries)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #[test]
+    fn pruned_search_equals_exhaustive_across_many_blocks(
+        seed in any::<u64>(),
+        cuts in prop::collection::vec(0.0f64..1.0, 0..3),
+        del_every in 3usize..20,
+        m in prop::sample::select(METHODS.to_vec()),
+    ) {
+        let (docs, ids, queries) = regional_corpus(seed);
+        let n = docs.len();
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| (c * n as f64) as usize).collect();
+        bounds.push(0);
+        bounds.push(n);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut idx = SegmentedIndex::new(Params::new(m, 1.2, 0.75, 0.5).unwrap());
+        for w in bounds.windows(2) {
+            idx.add_tokens(&docs[w[0]..w[1]], &ids[w[0]..w[1]]).unwrap();
+        }
+        let gone: Vec<&String> = ids.iter().skip(1).step_by(del_every).collect();
+        idx.delete(&gone).unwrap();
+        for q in &queries {
+            for k in [1, 5, 50] {
+                let a: Vec<(String, u32)> = idx.search(q, k).unwrap().iter()
+                    .map(|h| (idx.id(h).to_string(), h.score.to_bits())).collect();
+                let b: Vec<(String, u32)> = idx.search_exhaustive(q, k).unwrap().iter()
+                    .map(|h| (idx.id(h).to_string(), h.score.to_bits())).collect();
+                prop_assert_eq!(a, b, "q={:?} k={}", q, k);
             }
         }
     }

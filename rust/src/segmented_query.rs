@@ -2,15 +2,16 @@
 //! `Bm25Index::build` computes them, scores summed in its canonical term order
 //! (see `segment.rs` for why that makes them bit-identical to a fresh build).
 //!
-//! `search` is exhaustive for now: every live document holding a query term
-//! is scored; each segment keeps its top k with its own tie keys, and the
-//! segments' lists are merged by score, then id descending by bytes. That is
-//! exact: the global top k is, segment by segment, within each segment's top
-//! k under the same order.
+//! `search_exhaustive` scores every live document holding a query term; each
+//! segment keeps its top k with its own tie keys, and the segments' lists are
+//! merged by score, then id descending by bytes. That is exact: the global top
+//! k is, segment by segment, within each segment's top k under the same
+//! order. It is the reference for the pruned `search` (`segmented_prune.rs`).
 
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::scoring::Params;
 use crate::segmented::SegmentedIndex;
 use crate::topk::TopK;
 
@@ -23,39 +24,59 @@ pub struct SegHit {
 }
 
 /// A distinct query term known to the live documents.
-struct QTerm {
-    /// Score of a document without the term (BM25L, BM25+), else 0.
-    nonocc: f32,
-    /// Largest weight over its live postings.
-    max_w: f32,
+pub(crate) struct QTerm {
+    pub(crate) idf: f64,
+    /// Score of a document without the term (BM25L, BM25+).
+    pub(crate) nonocc: Option<f32>,
+    /// Largest weight over its live postings, overall and per segment.
+    pub(crate) max_w: f32,
+    pub(crate) seg_max: Vec<f32>,
     /// The term's place in a fresh build's term ids: its first live document
     /// (segment, document) and its rank among that document's terms.
     first: (u32, u32, usize),
-    /// Per segment: live postings (document, weight).
-    lists: Vec<Vec<(u32, f32)>>,
+    /// Per segment: the local term id, where the segment has the term.
+    pub(crate) local: Vec<Option<u32>>,
+}
+
+impl QTerm {
+    /// The weight of a posting: the arithmetic of `Bm25Index::build`, step for step.
+    #[inline]
+    pub(crate) fn weight(&self, p: &Params, avgdl: f64, tf: u32, dl: u32) -> f32 {
+        let mut w = self.idf * p.tfc(tf as f64, dl as f64, avgdl);
+        if let Some(base) = self.nonocc {
+            w = (w - base as f64).max(0.0);
+        }
+        w as f32
+    }
 }
 
 /// A query prepared for scoring.
-struct Plan {
-    terms: Vec<QTerm>,
+pub(crate) struct Plan {
+    pub(crate) terms: Vec<QTerm>,
     /// Indices into `terms`, repeats kept, in canonical order.
-    q: Vec<usize>,
-    base: f32,
+    pub(crate) q: Vec<usize>,
+    pub(crate) base: f32,
+    pub(crate) avgdl: f64,
 }
 
 impl SegmentedIndex {
-    fn plan<S: AsRef<str>>(&self, tokens: &[S]) -> Result<Plan> {
+    /// Live statistics of the query's terms and their canonical order. Every
+    /// live weight of every query term is checked finite here (through the
+    /// (tf, length) pairs), so the scoring paths need not.
+    pub(crate) fn plan<S: AsRef<str>>(&self, tokens: &[S]) -> Result<Plan> {
         let n = self.n_live();
         let mut plan = Plan {
             terms: Vec::new(),
             q: Vec::new(),
             base: 0.0,
+            avgdl: 0.0,
         };
         if n == 0 {
             return Ok(plan);
         }
         let p = self.params;
         let avgdl = self.live_len() as f64 / n as f64;
+        plan.avgdl = avgdl;
         let nonocc_tfc = p.tfc(0.0, avgdl, avgdl);
         // Token -> index in plan.terms, or None when no live document holds it.
         let mut known: FxHashMap<&str, Option<usize>> = FxHashMap::default();
@@ -90,47 +111,38 @@ impl SegmentedIndex {
             } else {
                 None
             };
-            let mut max_w = 0f32;
-            let mut first = None;
-            let mut lists = Vec::with_capacity(self.segments.len());
-            for (si, (s, t)) in self.segments.iter().zip(&local).enumerate() {
-                let mut list = Vec::new();
-                if let Some(t) = *t {
-                    let (docs, tfs) = s.data.postings(t);
-                    list.reserve(docs.len());
-                    for (&d, &tf) in docs.iter().zip(tfs) {
-                        if !s.is_live(d) {
-                            continue;
-                        }
-                        let dl = s.data.lens[d as usize] as f64;
-                        // The arithmetic of `Bm25Index::build`, step for step.
-                        let mut w = idf * p.tfc(tf as f64, dl, avgdl);
-                        if let Some(base) = nonocc {
-                            w = (w - base as f64).max(0.0);
-                        }
-                        let w = w as f32;
-                        if !w.is_finite() {
-                            return Err(self.non_finite(w));
-                        }
-                        max_w = max_w.max(w);
-                        if first.is_none() {
-                            let (ts, _) = s.data.forward(d);
-                            let rank = ts.iter().position(|&x| x == t).unwrap_or(usize::MAX);
-                            first = Some((si as u32, d, rank));
-                        }
-                        list.push((d, w));
+            let mut qt = QTerm {
+                idf,
+                nonocc,
+                max_w: 0.0,
+                seg_max: vec![0.0; self.segments.len()],
+                first: (u32::MAX, u32::MAX, usize::MAX),
+                local,
+            };
+            for (si, s) in self.segments.iter().enumerate() {
+                let Some(t) = qt.local[si] else { continue };
+                let mut m = 0f32;
+                for (tf, dl) in s.live_pairs(t) {
+                    let w = qt.weight(&p, avgdl, tf, dl);
+                    if !w.is_finite() {
+                        return Err(self.non_finite(w));
+                    }
+                    m = m.max(w);
+                }
+                qt.seg_max[si] = m;
+                qt.max_w = qt.max_w.max(m);
+                if qt.first.0 == u32::MAX {
+                    let (docs, _) = s.data.postings(t);
+                    if let Some(&d) = docs.iter().find(|&&d| s.is_live(d)) {
+                        let (ts, _) = s.data.forward(d);
+                        let rank = ts.iter().position(|&x| x == t).unwrap_or(usize::MAX);
+                        qt.first = (si as u32, d, rank);
                     }
                 }
-                lists.push(list);
             }
             known.insert(tok, Some(plan.terms.len()));
             plan.q.push(plan.terms.len());
-            plan.terms.push(QTerm {
-                nonocc: nonocc.unwrap_or(0.0),
-                max_w,
-                first: first.unwrap_or((u32::MAX, u32::MAX, usize::MAX)),
-                lists,
-            });
+            plan.terms.push(qt);
         }
         let terms = &plan.terms;
         plan.q.sort_by(|&a, &b| {
@@ -140,7 +152,7 @@ impl SegmentedIndex {
                 .then(terms[a].first.cmp(&terms[b].first))
         });
         if p.method.has_nonoccurrence() {
-            plan.base = plan.q.iter().map(|&i| terms[i].nonocc).sum();
+            plan.base = plan.q.iter().map(|&i| terms[i].nonocc.unwrap_or(0.0)).sum();
         }
         Ok(plan)
     }
@@ -165,8 +177,14 @@ impl SegmentedIndex {
             acc.clear();
             acc.resize(s.data.n_docs(), 0f32);
             for &i in &plan.q {
-                for &(d, w) in &plan.terms[i].lists[si] {
-                    acc[d as usize] += w;
+                let qt = &plan.terms[i];
+                let Some(t) = qt.local[si] else { continue };
+                let (docs, tfs) = s.data.postings(t);
+                for (&d, &tf) in docs.iter().zip(tfs) {
+                    if s.is_live(d) {
+                        acc[d as usize] +=
+                            qt.weight(&self.params, plan.avgdl, tf, s.data.lens[d as usize]);
+                    }
                 }
             }
             for (d, &a) in acc.iter().enumerate() {
@@ -178,9 +196,8 @@ impl SegmentedIndex {
         Ok(out)
     }
 
-    /// The `k` best live documents among those holding at least one query
-    /// term: score descending, then id descending by bytes.
-    pub fn search<S: AsRef<str>>(&self, tokens: &[S], k: usize) -> Result<Vec<SegHit>> {
+    /// `search` scoring every live document that holds a query term.
+    pub fn search_exhaustive<S: AsRef<str>>(&self, tokens: &[S], k: usize) -> Result<Vec<SegHit>> {
         let k = k.min(self.n_live());
         let plan = self.plan(tokens)?;
         if plan.q.is_empty() || k == 0 {
@@ -198,7 +215,14 @@ impl SegmentedIndex {
             seen.resize(nd, false);
             touched.clear();
             for &i in &plan.q {
-                for &(d, w) in &plan.terms[i].lists[si] {
+                let qt = &plan.terms[i];
+                let Some(t) = qt.local[si] else { continue };
+                let (docs, tfs) = s.data.postings(t);
+                for (&d, &tf) in docs.iter().zip(tfs) {
+                    if !s.is_live(d) {
+                        continue;
+                    }
+                    let w = qt.weight(&self.params, plan.avgdl, tf, s.data.lens[d as usize]);
                     let di = d as usize;
                     if !seen[di] {
                         seen[di] = true;
