@@ -42,6 +42,14 @@
 //! appends the new ones as a new segment (like a delete followed by an add);
 //! `merge` only joins adjacent segments, so it never reorders documents.
 //!
+//! Costs (not measured yet): a query reads, per term and segment, one hash
+//! look-up, the term's live (tf, length) pairs and the postings up to its
+//! first live document; memory is about 16 bytes a posting (postings and
+//! forward list: document or term, and tf) plus the pairs and blocks.
+//! Not done yet: the Python binding and file format v2 (§1), benchmarks of
+//! append cost and of search over segments against a merged index (§1, §2),
+//! Ray (§3), fuzzing and crash safety (§4).
+//!
 //! Differences from a fresh build: parameters that overflow a weight are an
 //! error when a query meets such a weight (a fresh build refuses the whole
 //! corpus); an index with no live document is allowed (every query finds

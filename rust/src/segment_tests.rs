@@ -1,7 +1,11 @@
 //! Tests of `segment.rs`, `segmented.rs` and `segmented_query.rs`: hand-computed
 //! cases, input errors, block bounds, and a property test against a fresh
 //! `Bm25Index` of the live documents after random adds, deletes, updates and
-//! merges (bit-for-bit, ties included).
+//! merges (bit-for-bit, ties included), and the pruned search against the
+//! exhaustive one over many blocks.
+//!
+//! Over 450 lines on purpose: the property tests share their generators and
+//! the `same` comparison, and split apart they would repeat them.
 
 use proptest::prelude::*;
 
@@ -448,6 +452,8 @@ proptest! {
                 Op::Merge(m) => {
                     idx.merge(m).unwrap();
                     prop_assert!(idx.n_segments() <= m);
+                    // Deleted documents are gone, and so are empty segments.
+                    prop_assert!(idx.segments.iter().all(|s| s.n_deleted == 0 && s.n_live() > 0));
                 }
             }
             check(&mut idx, &model, &queries, k1, b, delta)?;

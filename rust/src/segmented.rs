@@ -206,10 +206,10 @@ impl SegmentedIndex {
         Ok(())
     }
 
-    /// Joins adjacent segments until at most `max_segments` remain, dropping
-    /// deleted documents from every segment it rewrites (and segments left
-    /// with no live document). Segments are joined smallest adjacent pair
-    /// first; documents keep their order, so scores and hits do not change.
+    /// Joins adjacent segments until at most `max_segments` remain, smallest
+    /// adjacent pair first, and rewrites every segment that has deletes
+    /// without them (a segment with no live document is dropped). Documents
+    /// keep their order, so scores and hits do not change.
     pub fn merge(&mut self, max_segments: usize) -> Result<()> {
         if max_segments == 0 {
             return Err(Error::invalid("merge needs max_segments >= 1"));
