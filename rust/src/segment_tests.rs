@@ -578,3 +578,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn texts_are_tokenised_as_a_fresh_build_tokenises_them() {
+    let tok = crate::tokenizer::Tokenizer::new(true, vec!["the".into()], Some("english")).unwrap();
+    let texts = [
+        "The cats sat on the mat.",
+        "A dog chased the cats; cats ran!",
+        "Nothing about animals here",
+        "Running dogs and sitting cats",
+    ];
+    let ids = ["a", "b", "c", "d"];
+    let mut idx = SegmentedIndex::new(lucene());
+    idx.add_texts(&texts[..2], &ids[..2], &tok).unwrap();
+    idx.add_texts(&texts[2..], &ids[2..], &tok).unwrap();
+    let fresh = Bm25Index::from_texts(&texts, &tok, lucene())
+        .unwrap()
+        .with_ids(&ids)
+        .unwrap();
+    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    for q in ["cat running", "the dogs sat", "zebra"] {
+        let q = tok.tokenize(q);
+        let (a, b) = same(&idx, &fresh, &ids, &q, 3);
+        assert_eq!(a, b, "{q:?}");
+    }
+}
+
+#[test]
+fn overflowing_parameters_are_an_error_at_query_time() {
+    let p = Params::new(Method::Atire, 1e308, 1.0, 0.5).unwrap();
+    let mut idx = SegmentedIndex::new(p);
+    idx.add_tokens(&[toks("a a b"), toks("b")], &["x", "y"])
+        .unwrap();
+    let e = idx.search(&["a"], 2).unwrap_err();
+    assert!(e.to_string().contains("non-finite"), "{e}");
+    assert!(idx.get_scores(&["a"]).is_err());
+}
