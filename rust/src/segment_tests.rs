@@ -67,6 +67,10 @@ fn ties_across_segments_go_to_the_larger_id_by_bytes() {
         .map(|h| idx.id(h))
         .collect();
     assert_eq!(top2, vec!["b", "a9"]);
+    assert_eq!(
+        idx.search_pruned(&["q"], 2).unwrap(),
+        idx.search(&["q"], 2).unwrap()
+    );
 }
 
 #[test]
@@ -256,7 +260,7 @@ fn pruned_search_equals_exhaustive_and_fresh_on_a_zipf_corpus() {
                 assert_eq!(a, b, "{m:?} {q:?} k={k}");
                 if k <= 10 {
                     scored += crate::segmented_prune::SCORED.with(|c| c.get()) - before;
-                    matched += idx.search_exhaustive(q, usize::MAX).unwrap().len();
+                    matched += idx.search(q, usize::MAX).unwrap().len();
                 }
             }
         }
@@ -286,13 +290,13 @@ fn same(
         .collect();
     let b_scores = fresh.scores(&tq).iter().map(|s| s.to_bits()).collect();
     let a_hits: Vec<(String, u32)> = idx
-        .search(q, k)
+        .search_pruned(q, k)
         .unwrap()
         .iter()
         .map(|h| (idx.id(h).to_string(), h.score.to_bits()))
         .collect();
     let exhaustive: Vec<(String, u32)> = idx
-        .search_exhaustive(q, k)
+        .search(q, k)
         .unwrap()
         .iter()
         .map(|h| (idx.id(h).to_string(), h.score.to_bits()))
@@ -569,9 +573,9 @@ proptest! {
         idx.delete(&gone).unwrap();
         for q in &queries {
             for k in [1, 5, 50] {
-                let a: Vec<(String, u32)> = idx.search(q, k).unwrap().iter()
+                let a: Vec<(String, u32)> = idx.search_pruned(q, k).unwrap().iter()
                     .map(|h| (idx.id(h).to_string(), h.score.to_bits())).collect();
-                let b: Vec<(String, u32)> = idx.search_exhaustive(q, k).unwrap().iter()
+                let b: Vec<(String, u32)> = idx.search(q, k).unwrap().iter()
                     .map(|h| (idx.id(h).to_string(), h.score.to_bits())).collect();
                 prop_assert_eq!(a, b, "q={:?} k={}", q, k);
             }
@@ -612,5 +616,6 @@ fn overflowing_parameters_are_an_error_at_query_time() {
         .unwrap();
     let e = idx.search(&["a"], 2).unwrap_err();
     assert!(e.to_string().contains("non-finite"), "{e}");
+    assert!(idx.search_pruned(&["a"], 2).is_err());
     assert!(idx.get_scores(&["a"]).is_err());
 }

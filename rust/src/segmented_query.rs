@@ -2,11 +2,11 @@
 //! `Bm25Index::build` computes them, scores summed in its canonical term order
 //! (see `segment.rs` for why that makes them bit-identical to a fresh build).
 //!
-//! `search_exhaustive` scores every live document holding a query term; each
+//! `search` scores every live document holding a query term; each
 //! segment keeps its top k with its own tie keys, and the segments' lists are
 //! merged by score, then id descending by bytes. That is exact: the global top
 //! k is, segment by segment, within each segment's top k under the same
-//! order. It is the reference for the pruned `search` (`segmented_prune.rs`).
+//! order. It is the reference for `search_pruned` (`segmented_prune.rs`).
 
 use rustc_hash::FxHashMap;
 
@@ -196,8 +196,10 @@ impl SegmentedIndex {
         Ok(out)
     }
 
-    /// `search` scoring every live document that holds a query term.
-    pub fn search_exhaustive<S: AsRef<str>>(&self, tokens: &[S], k: usize) -> Result<Vec<SegHit>> {
+    /// The `k` best live documents among those holding at least one query
+    /// term: score descending, then id descending by bytes. Scores every
+    /// live document that holds a query term (see `search_pruned`).
+    pub fn search<S: AsRef<str>>(&self, tokens: &[S], k: usize) -> Result<Vec<SegHit>> {
         let k = k.min(self.n_live());
         let plan = self.plan(tokens)?;
         if plan.q.is_empty() || k == 0 {
