@@ -619,3 +619,11 @@ fn overflowing_parameters_are_an_error_at_query_time() {
     assert!(idx.search_pruned(&["a"], 2).is_err());
     assert!(idx.get_scores(&["a"]).is_err());
 }
+
+/// Searches may run on many threads at once (a later Python binding releases
+/// the GIL around them).
+#[test]
+fn the_index_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<SegmentedIndex>();
+}
