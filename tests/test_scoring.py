@@ -169,6 +169,27 @@ def test_mtld_score_is_mtld_over_a_fixed_cap():
         lexical.mtld_score(np.array([5.0]), np.array([5]), cap=0.0)
 
 
+def test_a_reply_with_no_repeated_word_scores_at_least_as_rich_as_one_with_a_repeat():
+    """Every word distinct: MTLD is by convention the reply's length (20 -> 0.2 under a cap of
+    100) while repeating one word gives ~112 (-> 1.0): the most varied replies ranked lowest."""
+    words = "entry to this area requires proper clearance and purpose traveler state your papers now"
+    words = words.split()
+    distinct = " ".join(words)
+    repeat = " ".join([*words[:-1], words[0]])
+    cols = lexical.lexical_columns([distinct, repeat])
+    assert cols["types"][0] == cols["tokens"][0] == len(words)
+    part = lexical.mtld_score(cols["mtld"], cols["tokens"], types=cols["types"])
+    assert part[0] == 1.0 and part[0] >= part[1]
+    rows = [
+        {"scenario_id": "s1", "response": t, "ok": True, "arm_id": "a", "request_index": i}
+        for i, t in enumerate([distinct, repeat])
+    ]
+    out = score_rows(rows, _SCEN, ScoringConfig(metrics=("lexical_richness",)))
+    d0, d1 = (r["score_details"] for r in out)
+    assert d0["mtld_score"] == 1.0 and d0["mtld_score"] >= d1["mtld_score"]
+    assert out[0]["lexical_richness"] >= out[1]["lexical_richness"]
+
+
 @pytest.mark.parametrize("run", SHARED_RUNS, ids=lambda p: p.name)
 def test_mtld_part_of_lexical_richness_varies_on_the_shared_runs(run):
     """Scaled by each reply's own length it was 1.0 on every one of the 1,120 shared responses."""
@@ -182,9 +203,12 @@ def test_mtld_part_of_lexical_richness_varies_on_the_shared_runs(run):
     ]
     texts = [t for t in texts if t.strip()]
     cols = lexical.lexical_columns(texts)
-    part = lexical.mtld_score(cols["mtld"], cols["tokens"])
+    part = lexical.mtld_score(cols["mtld"], cols["tokens"], types=cols["types"])
     assert len(texts) > 100 and 0.0 <= part.min() and part.max() <= 1.0
-    assert len(np.unique(part)) > 20 and part.std() > 0.1 and np.median(part) < 0.9
+    assert len(np.unique(part)) > 5 and part.std() > 0.1
+    # and it ranks like the other diversity measure: more distinct words, more MTLD credit
+    # (scaled by a fixed cap without the no-repeat rule, the correlation was negative)
+    assert np.corrcoef(part, cols["distinct1"])[0, 1] > 0.3
 
 
 # ---------------------------------------------------------------- text heuristics

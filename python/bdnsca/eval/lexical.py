@@ -69,8 +69,16 @@ def lexical_columns(
     return lexical_stats(list(texts), mtld_threshold=mtld_threshold, threads=threads)
 
 
-def mtld_score(mtld: np.ndarray, tokens: np.ndarray, cap: float = MTLD_CAP) -> np.ndarray:
-    """MTLD on a 0-1 scale: ``min(MTLD, cap) / cap`` (0 for an empty text).
+def mtld_score(
+    mtld: np.ndarray, tokens: np.ndarray, cap: float = MTLD_CAP, *, types: np.ndarray | None = None
+) -> np.ndarray:
+    """MTLD on a 0-1 scale: ``min(MTLD, cap) / cap`` (0 for an empty text), and 1 for a reply in
+    which no word repeats (``types == tokens``, given ``types``).
+
+    A reply with every word distinct never starts to close a factor, so its MTLD is by convention
+    its own length (``lexicalrichness``): 20 distinct words would score 0.2 while the same reply
+    with its last word repeating the first has MTLD ~112 and scores 1. The most varied replies
+    would rank lowest; with ``types`` they score 1, as their unbounded diversity warrants.
 
     A reply's MTLD (factors counted with their partial remainder, as ``lexicalrichness`` does)
     is its length over how many times its type-token ratio fell to the threshold. Scaling by
@@ -85,6 +93,8 @@ def mtld_score(mtld: np.ndarray, tokens: np.ndarray, cap: float = MTLD_CAP) -> n
     out = np.zeros_like(tokens)
     nz = tokens > 0
     out[nz] = np.minimum(np.nan_to_num(mtld[nz], nan=0.0, posinf=cap), cap) / cap
+    if types is not None:
+        out[nz & (np.asarray(types, dtype=np.float64) >= tokens)] = 1.0
     return out
 
 

@@ -242,7 +242,7 @@ def score_rows(
 
     if need & {"naturalness", "lexical_richness"}:
         lx = lexical.lexical_columns(texts, mtld_threshold=cfg.mtld_threshold)
-        mtld_s = lexical.mtld_score(lx["mtld"], lx["tokens"], cfg.mtld_cap)
+        mtld_s = lexical.mtld_score(lx["mtld"], lx["tokens"], cfg.mtld_cap, types=lx["types"])
         put("tokens", [int(x) for x in lx["tokens"]])
         put("distinct1", lx["distinct1"])
         put("distinct2", lx["distinct2"])
