@@ -895,10 +895,36 @@ def test_a_judge_that_fails_midway_leaves_the_answers_so_far(tmp_path):
 
     with pytest.raises(RuntimeError, match="llama_decode") as exc:
         judge_run(run, [FunctionJudge("fa", breaks)], temperatures=[0.0])
-    kept = [json.loads(x) for x in (run / "judge_requests.jsonl").read_text().splitlines()]
+    kept = [json.loads(x) for x in (run / "judge_requests.partial.jsonl").read_text().splitlines()]
     assert len(kept) == 3 and all(q["ok"] for q in kept)
     assert "3 answers so far" in exc.value.__notes__[0]
     assert not (run / "judge_ratings.csv").exists()
+
+
+def test_an_interrupted_rejudging_keeps_the_complete_judgings_audit_log(tmp_path):
+    """The ratings in a folder must keep the prompts and answers they came from: an interrupted
+    second judging writes its answers beside them, not over them; a later complete one cleans up."""
+    run = _synthetic_run(tmp_path, LENGTHS)
+    judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0, 0.7])
+    files = ("judge_requests.jsonl", "judge_ratings.csv", "judge_summary.json", "judge_pairwise.csv")
+    before = {f: (run / f).read_bytes() for f in files}
+
+    calls = {"n": 0}
+
+    def interrupted(req):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return always_a(req)
+
+    with pytest.raises(KeyboardInterrupt):
+        judge_run(run, [FunctionJudge("other", interrupted)], temperatures=[0.0])
+    assert {f: (run / f).read_bytes() for f in files} == before
+    partial = (run / "judge_requests.partial.jsonl").read_text().splitlines()
+    assert len(partial) == 2
+    judge_run(run, [FunctionJudge("fa", always_a)], temperatures=[0.0], mode="pointwise")
+    assert not (run / "judge_requests.partial.jsonl").exists()
+    assert not (run / "judge_pairwise.csv").exists()  # not left from the earlier pairwise judging
 
 
 def test_judge_output_dir_leaves_the_run_folder_alone(tmp_path):

@@ -1,5 +1,8 @@
 """``bdnsca judge``: a blind LLM-as-judge over a run folder's responses.
 
+(Past ~450 lines: the judging loop, its retries and the summary share state that splitting would
+thread through every call; the CSV tables and statistics already live in judge_tables/judge_stats.)
+
 Each judge model at each temperature is one annotator (``<judge>__t<temperature>``). Pointwise,
 every (scenario, arm) response is rated 1-5 on :data:`~bdnsca.eval.judge_prompts.METRICS`;
 pairwise, every pair of arms is compared per metric as A / B / tie, in both orders (which order
@@ -52,6 +55,8 @@ from bdnsca.eval.judge_tables import PAIR_COLUMNS, pair_rows, ratings_rows, writ
 
 MODES = ("pointwise", "pairwise", "both")
 Progress = Callable[[int, int, str], None]
+
+PARTIAL_LOG = "judge_requests.partial.jsonl"  # what an interrupted judging answered
 
 
 @dataclass
@@ -178,10 +183,11 @@ def judge_run(
         _judge_all(judges, names, items, scenarios, shown, s, log, pointwise, notes, pairs, annotators,
                    progress, total)  # fmt: skip
     except BaseException as exc:
-        # An interrupted or failed judging keeps what the judges answered so far, for audit.
+        # An interrupted or failed judging keeps what the judges answered so far, for audit, in
+        # a file of its own: a complete earlier judging's log must stay beside its ratings.
         out.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out / "judge_requests.jsonl", log)
-        exc.add_note(f"the {len(log)} answers so far are in {out / 'judge_requests.jsonl'}")
+        write_jsonl(out / PARTIAL_LOG, log)
+        exc.add_note(f"the {len(log)} answers so far are in {out / PARTIAL_LOG}")
         raise
 
     ratings = ratings_rows(s.mode, sample, arms, annotators, pointwise, notes, pairs)
@@ -203,8 +209,11 @@ def judge_run(
     )
     if pairs:
         write_csv(out / "judge_pairwise.csv", PAIR_COLUMNS, pair_rows(pairs))
+    else:  # a pointwise re-judging must not leave an earlier judging's pairs beside its ratings
+        (out / "judge_pairwise.csv").unlink(missing_ok=True)
     write_jsonl(out / "judge_requests.jsonl", log)
     write_json(out / "judge_summary.json", summary)
+    (out / PARTIAL_LOG).unlink(missing_ok=True)
     return JudgeResult(out, summary, ratings, log, pairs)
 
 
