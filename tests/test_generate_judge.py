@@ -674,6 +674,10 @@ def test_judge_csv_feeds_build_preferences(tmp_path):
     assert len(pairs) == 3
     for p in pairs:  # the longer response is always chosen
         assert len(p["chosen"].split()) > len(p["rejected"].split())
+    # without --human-eval-file, a folder judged by bdnsca is read from its judge_ratings.csv
+    again = build_preferences(run, None, target_arm="long", baseline_arms=["short"],
+                              min_raters=2, min_margin=0.25, allow_reverse_pairs=True)  # fmt: skip
+    assert again.train == pairs
 
 
 def test_arms_and_scenario_sampling(tmp_path):

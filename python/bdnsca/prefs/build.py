@@ -95,6 +95,19 @@ def normalise_score(score: float, scale: tuple[float, float]) -> float:
     return (score - lo) / (hi - lo)
 
 
+OLD_RATINGS = "human_eval_llm_multirater_consistent.csv"  # the old project's multi-rater file
+JUDGE_RATINGS = "judge_ratings.csv"  # what ``bdnsca judge`` writes
+
+
+def default_ratings_file(run: Path) -> Path:
+    """The ratings a run folder holds: the old project's file where it exists (the shared runs),
+    else the one ``bdnsca judge`` wrote; the old name when neither exists, for the error."""
+    old = run / OLD_RATINGS
+    if not old.exists() and (run / JUDGE_RATINGS).exists():
+        return run / JUDGE_RATINGS
+    return old
+
+
 def build_preferences(
     run_dir: str | os.PathLike[str],
     human_eval_file: str | os.PathLike[str] | None = None,
@@ -109,9 +122,7 @@ def build_preferences(
     run = Path(run_dir)
     config = read_run_config(run)
     scenarios = read_scenarios(run)
-    ratings_path = (
-        Path(human_eval_file) if human_eval_file else run / "human_eval_llm_multirater_consistent.csv"
-    )
+    ratings_path = Path(human_eval_file) if human_eval_file else default_ratings_file(run)
     ratings = read_ratings(ratings_path, settings.score_scale, duplicates=settings.duplicate_ratings)
     if settings.metric not in ratings.by_metric:
         raise DataError(
