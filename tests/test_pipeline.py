@@ -631,13 +631,17 @@ def test_a_draft_given_as_a_gguf_path_reaches_serve_bench_as_draft_path_n(tmp_pa
     assert [(m.kind, m.n, m.draft_path) for m in seen["modes"]] == [("none", 0, ""), ("draft", 4, str(draft))]
 
 
-@pytest.mark.parametrize("kind", ["empty folder", "link to a non-run folder"])
+@pytest.mark.parametrize("kind", ["empty folder", "link to a non-run folder", "dangling link", "plain file"])
 def test_a_current_anchor_that_is_not_a_run_is_one_line_before_any_step(tmp_path, kind):
     path = write_spec(tmp_path)
     anchors = tmp_path / "out" / "anchors"
     anchors.mkdir(parents=True)
     if kind == "empty folder":
         (anchors / "current").mkdir()
+    elif kind == "dangling link":  # a promoted anchor folder deleted later
+        (anchors / "current").symlink_to("gone-20260101T000000Z")
+    elif kind == "plain file":
+        (anchors / "current").write_text("x")
     else:
         (anchors / "elsewhere").mkdir()
         (anchors / "current").symlink_to("elsewhere")
@@ -647,6 +651,16 @@ def test_a_current_anchor_that_is_not_a_run_is_one_line_before_any_step(tmp_path
     msg = str(err.value)
     assert "\n" not in msg and "anchors/current" in msg and "not a run (no run_config.json)" in msg, msg
     assert called == [] and not (tmp_path / "out" / "nodes").exists()
+
+
+def test_a_file_without_sft_dpo_or_distilled_draft_may_evaluate_every_scenario(tmp_path):
+    """The evaluated scenarios must leave some for SFT only when something trains on them."""
+    exps = '[[experiment]]\nname = "b"\nmodel = "base"\n'
+    spec = load_spec(write_spec(tmp_path, steps="[steps.eval]\nk = 2", exps=exps))
+    plan = build_plan(spec)
+    assert not any(n.startswith(("sft", "eval-train")) for n in plan.nodes)
+    with pytest.raises(SpecError, match="max_scenarios = None leaves none"):
+        load_spec(write_spec(tmp_path, steps="[steps.eval]\nk = 2"))  # model dpo trains on them
 
 
 def test_the_gate_retrieval_split_is_the_reranker_trainers_own_defaults(tmp_path):

@@ -42,11 +42,13 @@ class Plan:
 
 
 def current_anchor(output_dir: Path) -> Path | None:
-    """``OUTPUT/anchors/current`` resolved (a promoted anchor folder), or None."""
+    """``OUTPUT/anchors/current`` resolved (a promoted anchor folder), or None when there is no
+    such entry. A dangling link or a plain file is returned as it resolves, so the caller's
+    "not a run" check refuses it: falling back to the bootstrap anchor would gate candidates
+    against the base model instead of the promoted one."""
     link = output_dir / "anchors" / "current"
     if link.is_symlink() or link.exists():
-        target = link.resolve()
-        return target if target.is_dir() else None
+        return link.resolve()
     return None
 
 
