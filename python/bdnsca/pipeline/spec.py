@@ -369,7 +369,6 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
         _unknown(path, settings, step_keys(name), f"steps.{name}")
         check_step_settings(path, name, settings)
         steps[name] = settings
-    _check_eval_pool(path, data["scenarios"], steps.get("eval", {}))
     for step, default in (("sft", "base"), ("dpo", "sft")):
         src = steps.setdefault(step, {}).setdefault("from", default)
         if src not in MODELS:
@@ -437,6 +436,11 @@ def load_spec(path: str | os.PathLike[str]) -> PipelineSpec:
             except BdnscaError as exc:
                 raise _fail(path, f"'{where}.speculative': {exc}") from None
         experiments.append(exp)
+    # Only SFT (and DPO, trained from it) and a distilled draft draw on the scenarios outside the
+    # evaluated ones; a file that uses none of them may evaluate every scenario.
+    trained = {e.model for e in experiments} | {anchor_model}
+    if trained & {"sft", "dpo"} or draft == "distill":
+        _check_eval_pool(path, data["scenarios"], steps.get("eval", {}))
     return PipelineSpec(
         path=path,
         output_dir=out,
