@@ -69,7 +69,12 @@ def package_fingerprint(root: Path) -> str:
     caches left out) and its compiled extension (``_core.*.so`` / ``.pyd``) beside them."""
     from bdnsca.data.io import file_sha256
 
-    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    files = sorted(
+        p
+        for p in root.rglob("*.py")
+        # caches, and editors' lock files (.#x.py, often dangling links) are not code
+        if "__pycache__" not in p.parts and not p.name.startswith(".") and p.is_file()
+    )
     files += sorted(p for p in root.glob("_core*") if p.suffix in (".so", ".pyd", ".dylib"))
     h = hashlib.sha256()
     for p in files:
