@@ -350,6 +350,18 @@ def test_prompt_mismatch_counted_and_dropped(tmp_path):
     assert len(strict.train) == 1 and strict.summary["skipped"]["prompt_mismatch"] == 1
 
 
+def test_identical_responses_are_no_pair(tmp_path):
+    """Two samples of one model can say the same thing; rated apart by a noisy judge they would
+    make a pair with nothing to prefer (a no-op for DPO)."""
+    ratings = {("s1", "target"): [5, 5], ("s1", "base_a"): [1, 1], ("s1", "base_b"): [1, 1]}
+    run = make_run(tmp_path, ratings)
+    f = run / "responses" / "base_a.jsonl"
+    f.write_text(f.read_text().replace("base_a says", "target says").replace("base_a late", "target late"))
+    res = build(run)
+    assert [r["metadata"]["rejected_arm"] for r in res.train] == ["base_b"]
+    assert res.summary["skipped"]["identical_responses"] == 1
+
+
 def test_scenario_level_split(tmp_path):
     ratings = {}
     for i in range(20):

@@ -179,6 +179,9 @@ def build_preferences(
             if rc is None or rr is None:
                 skipped["missing_response"] += 1
                 continue
+            if rc["response"] == rr["response"]:  # nothing to prefer: a no-op pair for DPO
+                skipped["identical_responses"] += 1
+                continue
             same_prompt = rc.get("prompt") == rr.get("prompt")
             if not same_prompt:
                 mismatched += 1
