@@ -53,6 +53,31 @@ struct ChunkCounts {
     lens: Vec<u32>,
 }
 
+/// Merges per-chunk vocabularies in chunk order, so term ids follow first
+/// appearance; each term string moves into the vocabulary once (the chunks'
+/// lists are emptied). Returns the vocabulary and, per chunk, local id -> id.
+pub(crate) fn merge_vocabularies<'a>(
+    chunk_terms: impl Iterator<Item = &'a mut Vec<String>>,
+) -> (FxHashMap<String, u32>, Vec<Vec<u32>>) {
+    let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+    let remaps = chunk_terms
+        .map(|terms| {
+            std::mem::take(terms)
+                .into_iter()
+                .map(|t| match vocab.get(&t) {
+                    Some(&id) => id,
+                    None => {
+                        let id = vocab.len() as u32;
+                        vocab.insert(t, id);
+                        id
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (vocab, remaps)
+}
+
 fn count_chunk<T, F>(docs: &[T], tokens_of: &F) -> ChunkCounts
 where
     F: Fn(&T, &mut dyn FnMut(&str)),
@@ -142,23 +167,7 @@ impl Bm25Index {
 
         // Merge the chunk vocabularies in chunk order: term ids follow first appearance.
         // Each term string moves into the vocabulary once; later chunks only look up.
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-        let remaps: Vec<Vec<u32>> = chunks
-            .iter_mut()
-            .map(|c| {
-                std::mem::take(&mut c.terms)
-                    .into_iter()
-                    .map(|t| match vocab.get(&t) {
-                        Some(&id) => id,
-                        None => {
-                            let id = vocab.len() as u32;
-                            vocab.insert(t, id);
-                            id
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
+        let (vocab, remaps) = merge_vocabularies(chunks.iter_mut().map(|c| &mut c.terms));
 
         let n_docs = docs.len();
         let n_terms = vocab.len();

@@ -187,23 +187,8 @@ impl SegmentData {
             .collect::<Result<_>>()?;
 
         // Term ids follow first appearance: chunks in order, local ids in order.
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-        let remaps: Vec<Vec<u32>> = chunks
-            .iter_mut()
-            .map(|c| {
-                std::mem::take(&mut c.terms)
-                    .into_iter()
-                    .map(|t| match vocab.get(&t) {
-                        Some(&id) => id,
-                        None => {
-                            let id = vocab.len() as u32;
-                            vocab.insert(t, id);
-                            id
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
+        let (vocab, remaps) =
+            crate::index::merge_vocabularies(chunks.iter_mut().map(|c| &mut c.terms));
         let n_terms = vocab.len();
 
         let n_fwd: usize = chunks.iter().map(|c| c.entries.len()).sum();

@@ -79,14 +79,7 @@ impl SegmentedIndex {
         docs: &[D],
         ids: &[I],
     ) -> Result<()> {
-        self.add_with(
-            docs,
-            ids,
-            false,
-            &|d: &D, emit: &mut dyn FnMut(&str, u32)| {
-                d.as_ref().iter().for_each(|t| emit(t.as_ref(), 1))
-            },
-        )
+        self.add_with(docs, ids, false, &emit_tokens::<D, S>)
     }
 
     /// Adds raw texts, tokenised with `tokenizer`, as a new segment.
@@ -113,14 +106,7 @@ impl SegmentedIndex {
         docs: &[D],
         ids: &[I],
     ) -> Result<()> {
-        self.add_with(
-            docs,
-            ids,
-            true,
-            &|d: &D, emit: &mut dyn FnMut(&str, u32)| {
-                d.as_ref().iter().for_each(|t| emit(t.as_ref(), 1))
-            },
-        )
+        self.add_with(docs, ids, true, &emit_tokens::<D, S>)
     }
 
     fn add_with<T: Sync, I: AsRef<str>, F>(
@@ -297,6 +283,12 @@ fn rebuild(parts: &[&Segment]) -> Result<SegmentData> {
             }
         },
     )
+}
+
+/// Emits each token of a pre-tokenised document once (the `add_with` callback
+/// of `add_tokens` and `update_tokens`).
+fn emit_tokens<D: AsRef<[S]>, S: AsRef<str>>(d: &D, emit: &mut dyn FnMut(&str, u32)) {
+    d.as_ref().iter().for_each(|t| emit(t.as_ref(), 1))
 }
 
 #[cfg(test)]
