@@ -335,7 +335,7 @@ fn may_tie(upper: f64, left: usize, base: f32, theta: f32) -> bool {
 /// The position of the first element >= `target` in the ascending `docs`,
 /// found by exponential then binary search (cheap when it is near the front).
 #[inline]
-fn gallop(docs: &[u32], target: u32) -> usize {
+pub(crate) fn gallop(docs: &[u32], target: u32) -> usize {
     let mut hi = 1usize;
     while hi < docs.len() && docs[hi - 1] < target {
         hi *= 2;

@@ -28,6 +28,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::error::Result;
+use crate::search::gallop;
 use crate::segment::{Segment, BLOCK};
 use crate::segmented::SegmentedIndex;
 use crate::segmented_query::{Plan, SegHit};
@@ -293,16 +294,4 @@ impl SegmentedIndex {
 thread_local! {
     /// Documents scored in full by `search` on this thread (tests check that pruning happens).
     pub(crate) static SCORED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The position of the first element >= `target` in the ascending `docs`.
-#[inline]
-fn gallop(docs: &[u32], target: u32) -> usize {
-    let mut hi = 1usize;
-    while hi < docs.len() && docs[hi - 1] < target {
-        hi *= 2;
-    }
-    let lo = hi / 2;
-    let hi = hi.min(docs.len());
-    lo + docs[lo..hi].partition_point(|&d| d < target)
 }
