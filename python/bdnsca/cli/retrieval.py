@@ -12,6 +12,43 @@ import click
 from bdnsca.cli._common import CONTEXT, _console, _csv, _progress, cli
 from bdnsca.errors import BdnscaError
 
+# ----------------------------------------------------------------------------- ray options
+
+
+def _ray_options(f):
+    """--ray ADDRESS, --ray-tasks N, --ray-object-store (bdnsca.retrieval.distributed)."""
+    f = click.option(
+        "--ray-object-store",
+        is_flag=True,
+        help="With --ray: ship the index to the workers through Ray's object store instead of "
+        "having each node read --index (use when the path is not on storage every node reads).",
+    )(f)
+    f = click.option(
+        "--ray-tasks",
+        type=int,
+        default=None,
+        help="With --ray: split the queries into this many contiguous chunks, one task each "
+        "(default: 4 per cluster CPU, at most 4096 queries a chunk).",
+    )(f)
+    return click.option(
+        "--ray",
+        "ray_address",
+        default=None,
+        metavar="ADDRESS",
+        help="Run the queries as Ray tasks: 'local' starts a local cluster, 'auto' joins the one "
+        "running here (ray start), else a cluster address (ray://host:10001, host:6379). Needs "
+        "pip install 'bdnsca[ray]'. Output is byte-identical to a local run; --threads then sets "
+        "the CPUs and threads of each task (default 1).",
+    )(f)
+
+
+def _check_ray_flags(ray_address, ray_tasks, ray_object_store) -> None:
+    if ray_address is None and (ray_tasks is not None or ray_object_store):
+        raise click.UsageError("--ray-tasks and --ray-object-store need --ray ADDRESS")
+    if ray_tasks is not None and ray_tasks <= 0:
+        raise click.UsageError(f"--ray-tasks must be >= 1, got {ray_tasks}")
+
+
 # ----------------------------------------------------------------------------- index
 
 
@@ -137,6 +174,7 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, pattern,
     show_default=True,
     help="Score normalisation before --hybrid combsum/combmnz.",
 )
+@_ray_options
 def search_cmd(
     index_path,
     queries,
@@ -154,6 +192,9 @@ def search_cmd(
     hybrid=None,
     rrf_k=60,
     fusion_norm="min-max",
+    ray_address=None,
+    ray_tasks=None,
+    ray_object_store=False,
 ) -> None:
     """Search an index with every query and write a run.
 
@@ -170,6 +211,9 @@ def search_cmd(
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
+    _check_ray_flags(ray_address, ray_tasks, ray_object_store)
+    if ray_address is not None and (rerank_model or dense_path or hybrid):
+        raise click.UsageError("--ray covers BM25 search only: drop --rerank/--dense/--hybrid")
     rerank = None
     if rerank_model is not None:
         rerank = _load_reranker(rerank_model, rerank_depth, rerank_batch_size, rerank_corpus, rerank_alpha)
@@ -186,17 +230,35 @@ def search_cmd(
         return
     con = _console()
     t0 = time.perf_counter()
-    bm25 = BM25.load(index_path)
-    qs = read_queries(queries)
-    with _progress() as bar:
-        task = bar.add_task("searching", total=len(qs))
-        summary = search_to_file(
-            bm25, qs, output, k=k, threads=threads, tag=tag, progress=lambda n: bar.advance(task, n)
-        )
+    if ray_address is not None:
+        summary = _search_ray(index_path, queries, output, k, threads, tag, ray_address, ray_tasks,
+                              ray_object_store)  # fmt: skip
+    else:
+        bm25 = BM25.load(index_path)
+        qs = read_queries(queries)
+        with _progress() as bar:
+            task = bar.add_task("searching", total=len(qs))
+            summary = search_to_file(
+                bm25, qs, output, k=k, threads=threads, tag=tag, progress=lambda n: bar.advance(task, n)
+            )
     con.print(
         f"searched {summary.queries:,} queries (k={k}) -> {output} in {time.perf_counter() - t0:.2f}s"
         + (f"; {summary.empty} queries had no known term" if summary.empty else "")
     )
+
+
+def _search_ray(index_path, queries, output, k, threads, tag, address, tasks, object_store):
+    """search --ray: the queries fanned out as Ray tasks (bdnsca.retrieval.distributed)."""
+    from bdnsca.data.io import read_queries
+    from bdnsca.retrieval import distributed
+
+    qs = read_queries(queries)
+    with distributed.session(address), _progress() as bar:
+        task = bar.add_task(f"searching on Ray ({distributed.cluster_cpus()} CPUs)", total=len(qs))
+        return distributed.search_to_file_ray(
+            index_path, qs, output, k=k, tag=tag, chunks=tasks, cpus_per_task=threads or 1,
+            object_store=object_store, progress=lambda n: bar.advance(task, n),
+        )  # fmt: skip
 
 
 def _load_reranker(model, depth, batch_size, corpus, alpha):
@@ -505,6 +567,8 @@ def _threshold(value: str) -> float | None:
     help="Token pattern: alnum (every run of letters and digits; default) or bm25s (bm25s.tokenize's "
     "(?u)\\b\\w\\w+\\b: tokens of two or more characters; with --stopwords en, bm25s's tokens exactly).",
 )
+@_ray_options
+@click.option("--threads", type=int, default=None, help="With --ray: CPUs and threads per task (default 1).")
 def mine_negatives_cmd(
     retrieval_gold,
     retrieval_corpus,
@@ -529,6 +593,10 @@ def mine_negatives_cmd(
     stopwords,
     stemmer,
     pattern,
+    ray_address=None,
+    ray_tasks=None,
+    ray_object_store=False,
+    threads=None,
 ) -> None:
     """Mine hard negatives with BM25 (twins of positives kept out) and assemble reranker pairs.
 
@@ -563,6 +631,9 @@ def mine_negatives_cmd(
         pattern=pattern or "alnum",
     )
     settings.validate()
+    _check_ray_flags(ray_address, ray_tasks, ray_object_store)
+    if threads is not None and ray_address is None:
+        raise click.UsageError("mine-negatives --threads applies to --ray tasks (locally it uses every core)")
     if index_path and (method or stopwords or stemmer or pattern):
         raise click.UsageError(
             "--index brings its own method and tokenizer: drop --method/--stopwords/--stemmer/--pattern"
@@ -576,7 +647,18 @@ def mine_negatives_cmd(
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = mine_hard_negatives(retrieval_corpus, retrieval_gold, settings, bm25=bm25, progress=tick)
+        if ray_address is None:
+            result = mine_hard_negatives(retrieval_corpus, retrieval_gold, settings, bm25=bm25, progress=tick)
+        else:
+            from bdnsca.retrieval import distributed
+
+            miner = distributed.ray_miner(
+                index_path, chunks=ray_tasks, cpus_per_task=threads or 1, object_store=ray_object_store
+            )
+            with distributed.session(ray_address):
+                result = mine_hard_negatives(
+                    retrieval_corpus, retrieval_gold, settings, bm25=bm25, progress=tick, miner=miner
+                )
     paths = (
         output_hard_negatives or hn_default,
         output_reranker_pairs or pairs_default,

@@ -6,8 +6,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from bdnsca._core import BM25, Tokenizer
 from bdnsca.data.io import Corpus, Query, Run, open_run_writer
+from bdnsca.data.runs import RunWriter
 from bdnsca.errors import BdnscaError
 
 
@@ -53,6 +57,16 @@ def search_run(bm25: BM25, queries: Sequence[Query], k: int = 100, threads: int 
     return run
 
 
+def write_search_batch(
+    writer: RunWriter, queries: Sequence[Query], ids: list[list[str]], scores: npt.NDArray[np.float32]
+) -> None:
+    """Writes one ``search_batch`` result (``queries`` in order) and flushes: the one writing
+    step of :func:`search_to_file` and of the Ray path (:mod:`bdnsca.retrieval.distributed`)."""
+    for q, doc_ids, row in zip(queries, ids, scores, strict=True):
+        writer.write(q.query_id, doc_ids, row[: len(doc_ids)])
+    writer.flush()
+
+
 @dataclass
 class SearchSummary:
     queries: int
@@ -86,10 +100,8 @@ def search_to_file(
         for start in range(0, len(queries), size):
             chunk = queries[start : start + size]
             ids, scores = bm25.search_batch([q.text for q in chunk], k=k, threads=threads)
-            for q, doc_ids, row in zip(chunk, ids, scores, strict=True):
-                writer.write(q.query_id, doc_ids, row[: len(doc_ids)])
+            write_search_batch(writer, chunk, ids, scores)
             del ids, scores
-            writer.flush()
             if progress is not None:
                 progress(len(chunk))
     return SearchSummary(writer.queries, writer.empty, writer.rows)
@@ -104,4 +116,5 @@ __all__ = [
     "make_tokenizer",
     "search_run",
     "search_to_file",
+    "write_search_batch",
 ]

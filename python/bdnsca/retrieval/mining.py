@@ -194,6 +194,60 @@ def documents_in_index_order(corpus: Corpus, bm25: _core.BM25) -> list[Document]
     return [by_id[i] for i in ids]
 
 
+MINE_BATCH = 4096
+"""Queries per ``_core.mine`` call in :func:`mine_local`."""
+
+
+@dataclass
+class MiningJob:
+    """The Rust miner's inputs for the queries mined, in order; documents are index positions.
+    Each query's result depends on its own row only (its sampling is seeded by
+    ``params.seed`` and its id), so any contiguous split of the rows mines the same results."""
+
+    bm25: _core.BM25
+    domains: list[int]
+    """Domain code of every document, in index order."""
+    queries: list[str]
+    query_ids: list[str]
+    positives: list[list[int]]
+    relevant: list[list[int]]
+    query_domains: list[int]
+    params: _core.MiningParams
+
+    def mine(self, doc_texts: _core.DocTexts, start: int, stop: int) -> _core.MiningOutput:
+        """``_core.mine`` over rows ``start:stop``."""
+        return _core.mine(
+            self.bm25,
+            doc_texts,
+            domains=self.domains,
+            queries=self.queries[start:stop],
+            positives=self.positives[start:stop],
+            relevant=self.relevant[start:stop],
+            query_domains=self.query_domains[start:stop],
+            query_ids=self.query_ids[start:stop],
+            params=self.params,
+        )
+
+
+Miner = Callable[[MiningJob, list[str], Callable[[int, int], None] | None], list[Mined]]
+"""Runs a :class:`MiningJob` given the documents' indexed texts (index order) and a progress
+callback; returns one :class:`Mined` per query, in order."""
+
+
+def mine_local(
+    job: MiningJob, doc_texts: _core.DocTexts, progress: Callable[[int, int], None] | None = None
+) -> list[Mined]:
+    """Mines every query of ``job`` in this process, :data:`MINE_BATCH` queries per call."""
+    mined: list[Mined] = []
+    n = len(job.queries)
+    for start in range(0, n, MINE_BATCH):
+        stop = min(start + MINE_BATCH, n)
+        mined.extend(mined_per_query(job.mine(doc_texts, start, stop)))
+        if progress:
+            progress(stop, n)
+    return mined
+
+
 def mine_hard_negatives(
     corpus: Corpus | str | os.PathLike[str],
     queries: Sequence[Query] | str | os.PathLike[str],
@@ -201,6 +255,7 @@ def mine_hard_negatives(
     *,
     bm25: _core.BM25 | None = None,
     progress: Callable[[int, int], None] | None = None,
+    miner: Miner | None = None,
     **overrides: Any,
 ) -> MiningResult:
     """Mines hard negatives and assembles reranker pairs; returns the rows the CLI writes.
@@ -209,7 +264,9 @@ def mine_hard_negatives(
     ``settings`` fields may also be given as keyword arguments. ``bm25`` reuses an index built
     over ``corpus``: documents are matched to it by id (any order), a corpus with other ids is
     refused, and the index's method and tokenizer are used and recorded in place of the
-    settings'. ``progress(done, total)`` is called between batches.
+    settings'. ``progress(done, total)`` is called between batches. ``miner`` runs the per-query
+    work in place of :func:`mine_local` (e.g. :func:`bdnsca.retrieval.distributed.ray_miner`);
+    it must return what ``mine_local`` returns, in query order.
     """
     settings = settings or MiningSettings()
     if overrides:
@@ -281,28 +338,25 @@ def mine_hard_negatives(
             f"{len(missing)} gold judgements name documents missing from the corpus "
             f"(first: query {qid!r} -> {doc!r}); drop --strict to count and skip them"
         )
-    doc_texts = _core.DocTexts(texts)
-    del texts
     params = settings.core_params()
-    mined: list[Mined] = []
+    job = MiningJob(
+        bm25=bm25,
+        domains=doc_domains,
+        queries=[q.text for q in used],
+        query_ids=[q.query_id for q in used],
+        positives=positives,
+        relevant=relevant,
+        query_domains=q_domains,
+        params=params,
+    )
     with _gc_paused():
-        batch = 4096
-        for start in range(0, len(used), batch):
-            stop = start + batch
-            out = _core.mine(
-                bm25,
-                doc_texts,
-                domains=doc_domains,
-                queries=[q.text for q in used[start:stop]],
-                positives=positives[start:stop],
-                relevant=relevant[start:stop],
-                query_domains=q_domains[start:stop],
-                query_ids=[q.query_id for q in used[start:stop]],
-                params=params,
-            )
-            mined.extend(mined_per_query(out))
-            if progress:
-                progress(min(stop, len(used)), len(used))
+        if miner is None:
+            doc_texts = _core.DocTexts(texts)
+            del texts
+            mined = mine_local(job, doc_texts, progress)
+        else:
+            mined = miner(job, texts, progress)
+            del texts
         t_mine = time.perf_counter()
         kept = [
             (q, pos, rel, qd, m)

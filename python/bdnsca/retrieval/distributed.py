@@ -1,0 +1,423 @@
+"""Batch search and hard-negative mining fanned out over a Ray cluster (``--ray ADDRESS``).
+
+This module owns everything Ray-specific: connecting (:func:`connect`, :func:`session`),
+splitting the queries into contiguous chunks (:func:`chunk_bounds`), shipping the index to the
+workers (:class:`IndexSource`: a path on storage every node reads, or the index files' bytes
+placed once in the object store), the per-worker index cache, and gathering the results back in
+query order. Writing stays with the local code: the driver writes every chunk through
+:func:`bdnsca.retrieval.bm25.write_search_batch` and the mining outputs through
+:func:`bdnsca.retrieval.mining.mine_hard_negatives`' own assembly, so a run file, the hard
+negatives, the pairs and the summary (minus its wall-clock ``timings_s``) are byte-for-byte
+the local run's.
+
+Global statistics: every task holds the full index, so N, df and avgdl are the whole corpus's
+and each query's scores and top-k are exactly the single-machine ones; only the queries are
+split. Mining needs nothing more: each query's sampling is seeded by (seed, query id) in the
+Rust miner, so a query's negatives, twins and pairs do not depend on which chunk it lands in.
+
+Sharding the index itself (documents split over tasks, for corpora one node cannot hold)
+would need, per query: the global statistics (N, avgdl and df of each query term summed over
+the shards) passed to every shard so each scores with them (weights cannot be precomputed per
+shard), then each shard's top-k merged by (score descending, id descending bytes), the tie
+rule of ``BM25.search``; mining would also need the twins of positives that live on other
+shards. :func:`build_shard` is the hook for the building half (``index --shards N --ray``).
+
+Ray is imported only inside functions: without ``--ray`` nothing imports it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bdnsca.errors import BdnscaError
+
+TASKS_PER_CPU = 4
+"""Default chunks per CPU of the cluster: enough to balance uneven queries, few enough that
+the per-task overhead stays small."""
+MAX_CHUNK_QUERIES = 4096
+"""No chunk holds more queries than this (bounds a task's result in the object store)."""
+IN_FLIGHT_PER_CPU = 2
+"""Tasks submitted ahead of the chunk being written, per cluster CPU (back-pressure)."""
+
+_LOG = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- connecting
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BdnscaError("--ray needs Ray, which is not installed: pip install 'bdnsca[ray]'") from None
+    return ray
+
+
+def connect(address: str, *, num_cpus: int | None = None) -> bool:
+    """Connects this process to Ray: ``local`` starts a private local cluster (``num_cpus``,
+    default all cores; no dashboard, warnings only), ``auto`` joins the cluster running on this
+    node (``ray start --head``), anything else is the address (``ray://host:10001`` or
+    ``host:6379``). Returns True when this call connected (the caller shuts down), False when
+    Ray was already initialised (then it is left alone). Raises BdnscaError with one line when
+    Ray is missing or the cluster cannot be reached."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    try:
+        if address == "local":
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+        else:
+            if num_cpus is not None:
+                raise BdnscaError("num_cpus applies to --ray local only (a running cluster has its own)")
+            ray.init(address=address, **quiet)
+    except BdnscaError:
+        raise
+    except Exception as e:  # ConnectionError, RuntimeError, ValueError, TimeoutError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BdnscaError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
+    return True
+
+
+@contextlib.contextmanager
+def session(address: str, *, num_cpus: int | None = None) -> Iterator[None]:
+    """:func:`connect` for a block; shuts Ray down at the end if this block connected it."""
+    started = connect(address, num_cpus=num_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            _ray().shutdown()
+
+
+def cluster_cpus() -> int:
+    """CPUs of the connected cluster (at least 1)."""
+    return max(1, int(_ray().cluster_resources().get("CPU", 1)))
+
+
+# ----------------------------------------------------------------------------- chunks
+
+
+def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
+    """``chunks`` contiguous ``(start, stop)`` ranges covering ``range(n)`` in order, sizes
+    differing by at most one; never an empty range (fewer ranges when n < chunks; none when
+    n == 0)."""
+    if chunks <= 0:
+        raise BdnscaError(f"the number of Ray tasks must be >= 1, got {chunks}")
+    chunks = min(chunks, n)
+    if chunks == 0:
+        return []
+    size, extra = divmod(n, chunks)
+    bounds, start = [], 0
+    for i in range(chunks):
+        stop = start + size + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def default_chunks(n: int) -> int:
+    """:data:`TASKS_PER_CPU` per cluster CPU, more when that would exceed
+    :data:`MAX_CHUNK_QUERIES` queries per chunk."""
+    return max(TASKS_PER_CPU * cluster_cpus(), math.ceil(n / MAX_CHUNK_QUERIES), 1)
+
+
+def _ordered(submit: Callable[[int], Any], n_chunks: int) -> Iterator[tuple[int, Any]]:
+    """``(i, ray.get(submit(i)))`` for i in 0..n_chunks in order, keeping at most
+    :data:`IN_FLIGHT_PER_CPU` x CPUs tasks submitted ahead of the one being consumed."""
+    ray = _ray()
+    window = max(2, IN_FLIGHT_PER_CPU * cluster_cpus())
+    refs: dict[int, Any] = {}
+    ahead = 0
+    for i in range(n_chunks):
+        while ahead < n_chunks and ahead < i + window:
+            refs[ahead] = submit(ahead)
+            ahead += 1
+        yield i, ray.get(refs.pop(i))
+
+
+# ----------------------------------------------------------------------------- index shipping
+
+
+def _files_of(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def pack_index(path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The bytes of an index as saved at ``path`` (a file, or a directory of files), by path
+    relative to ``path`` ("" for a single file); :func:`unpack_index` restores them."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"index not found: {root}")
+    if root.is_file():
+        return {"": root.read_bytes()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in _files_of(root)}
+
+
+def unpack_index(packed: dict[str, bytes], name: str = "index") -> Path:
+    """Writes :func:`pack_index`'s bytes under a fresh temporary directory (removed when this
+    process exits) and returns the path to load."""
+    tmp = Path(tempfile.mkdtemp(prefix="bdnsca-ray-index-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    target = tmp / name
+    for rel, data in packed.items():
+        dest = target if rel == "" else target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    return target
+
+
+def _stat_key(path: Path) -> str:
+    """Changes when any file of the index changes (size or mtime), so a worker's cache never
+    serves an index rewritten in place."""
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for p in _files_of(path):
+        st = p.stat()
+        h.update(f"{p.relative_to(path) if p != path else ''}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class IndexSource:
+    """How workers get the index: ``path`` on storage every node can read, or ``packed`` (a
+    one-element list holding the object ref of :func:`pack_index`'s bytes, wrapped so Ray does
+    not fetch it for tasks whose worker already holds the index). ``key`` names the index in
+    the per-worker cache."""
+
+    key: str
+    path: str | None = None
+    packed: list[Any] | None = None
+    name: str = "index"
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], *, object_store: bool = False) -> IndexSource:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"index not found: {p}")
+        key = _stat_key(p)
+        if object_store:
+            return cls(key=key, packed=[_ray().put(pack_index(p))], name=p.name)
+        return cls(key=key, path=str(p.resolve()))
+
+    def load(self) -> Any:
+        """The index, loaded in this process (a worker)."""
+        from bdnsca._core import BM25
+
+        if self.path is not None:
+            return BM25.load(self.path)
+        assert self.packed is not None
+        return BM25.load(unpack_index(_ray().get(self.packed[0]), self.name))
+
+
+_CACHE: OrderedDict[str, Any] = OrderedDict()
+"""Per worker process: what :func:`_cached` loaded, by key; the last few only."""
+_CACHE_SIZE = 4
+
+
+def _cached(key: str, load: Callable[[], Any]) -> Any:
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = load()
+    _CACHE[key] = value
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _search_chunk(source: IndexSource, texts: list[str], k: int, threads: int) -> tuple[list, Any]:
+    """Ray task: one chunk's ``search_batch`` over the worker's copy of the index."""
+    bm25 = _cached(source.key, source.load)
+    return bm25.search_batch(texts, k=k, threads=threads)
+
+
+def search_to_file_ray(
+    index_path: str | os.PathLike[str],
+    queries: Sequence[Any],
+    path: str | os.PathLike[str],
+    *,
+    k: int = 100,
+    tag: str = "bdnsca",
+    chunks: int | None = None,
+    cpus_per_task: int = 1,
+    object_store: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """:func:`bdnsca.retrieval.bm25.search_to_file` over the connected Ray cluster: the
+    queries in contiguous chunks (default :func:`default_chunks`), each searched by a task
+    (``cpus_per_task`` CPUs and search threads) whose worker loads the index at ``index_path``
+    once (or from the object store with ``object_store=True``); the driver writes the chunks in
+    query order, so the file equals the local one byte for byte. Returns a SearchSummary."""
+    from bdnsca.data.io import open_run_writer
+    from bdnsca.retrieval.bm25 import SearchSummary, write_search_batch
+
+    if k <= 0:
+        raise BdnscaError(f"k must be >= 1, got {k}")
+    if cpus_per_task <= 0:
+        raise BdnscaError(f"CPUs per task must be >= 1, got {cpus_per_task}")
+    ray = _ray()
+    source = IndexSource.from_path(index_path, object_store=object_store)
+    bounds = chunk_bounds(len(queries), chunks if chunks is not None else default_chunks(len(queries)))
+    task = ray.remote(_search_chunk).options(
+        num_cpus=cpus_per_task, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus_per_task)}}
+    )
+
+    def submit(i: int) -> Any:
+        start, stop = bounds[i]
+        return task.remote(source, [q.text for q in queries[start:stop]], k, cpus_per_task)
+
+    with open_run_writer(path, tag) as writer:
+        for i, (ids, scores) in _ordered(submit, len(bounds)):
+            start, stop = bounds[i]
+            write_search_batch(writer, queries[start:stop], ids, scores)
+            if progress is not None:
+                progress(stop - start)
+    return SearchSummary(writer.queries, writer.empty, writer.rows)
+
+
+# ----------------------------------------------------------------------------- mining
+
+_MINING_COLUMNS = (
+    "negative_offsets negative_doc negative_score negative_rank negative_same_domain suspect_offsets "
+    "suspect_doc suspect_duplicate_of suspect_similarity suspect_score suspect_rank positive_offsets "
+    "positive_score pair_offsets pair_positive pair_negative dropped_by_rank dropped_by_score "
+    "available_same available_cross skipped_no_positive_scored"
+).split()
+_PARAM_FIELDS = (
+    "depth rank_min rank_max same_domain cross_domain max_score_ratio near_dup_threshold sampling seed "
+    "max_pairs"
+).split()
+
+
+def _mine_chunk(
+    source: IndexSource, corpus_key: str, corpus_ref: list[Any], rows: dict[str, list], params: dict
+) -> dict[str, Any]:
+    """Ray task: ``_core.mine`` over one chunk of queries with the worker's index and texts;
+    returns the output's numpy columns (cut per query on the driver)."""
+    from bdnsca import _core
+    from bdnsca.retrieval.mining import MiningJob
+
+    bm25 = _cached(source.key, source.load)
+
+    def load_corpus() -> tuple[Any, list[int]]:
+        texts, domains = _ray().get(corpus_ref[0])
+        return _core.DocTexts(texts), domains
+
+    doc_texts, domains = _cached(corpus_key, load_corpus)
+    job = MiningJob(bm25=bm25, domains=domains, params=_core.MiningParams(**params), **rows)
+    out = job.mine(doc_texts, 0, len(job.queries))
+    return {name: getattr(out, name) for name in _MINING_COLUMNS}
+
+
+def ray_miner(
+    index_path: str | os.PathLike[str] | None = None,
+    *,
+    chunks: int | None = None,
+    cpus_per_task: int = 1,
+    object_store: bool = False,
+) -> Callable[..., list[Any]]:
+    """A ``miner`` for :func:`bdnsca.retrieval.mining.mine_hard_negatives` running on the
+    connected Ray cluster: contiguous query chunks, one task each, results in query order.
+    Workers load the index at ``index_path`` (the one mined with, on shared storage), or from
+    the object store with ``object_store=True`` or when the miner built the index itself
+    (``index_path=None``: it is saved to a temporary file and its bytes shipped). The documents'
+    texts and domains go through the object store once."""
+    if cpus_per_task <= 0:
+        raise BdnscaError(f"CPUs per task must be >= 1, got {cpus_per_task}")
+
+    def run(job: Any, texts: list[str], progress: Callable[[int, int], None] | None = None) -> list[Any]:
+        from bdnsca.retrieval.pairs import mined_per_query
+
+        ray = _ray()
+        n = len(job.queries)
+        bounds = chunk_bounds(n, chunks if chunks is not None else default_chunks(n))
+        if not bounds:
+            return []
+        with tempfile.TemporaryDirectory(prefix="bdnsca-ray-mine-") as tmp:
+            if index_path is None:
+                saved = Path(tmp) / "index.bm25"
+                job.bm25.save(saved)
+                source = IndexSource.from_path(saved, object_store=True)
+            else:
+                source = IndexSource.from_path(index_path, object_store=object_store)
+        corpus_key = f"corpus-{uuid.uuid4().hex}"  # this run's texts; workers drop them later
+        corpus_ref = [ray.put((texts, job.domains))]
+        params = {f: getattr(job.params, f) for f in _PARAM_FIELDS}
+        task = ray.remote(_mine_chunk).options(
+            num_cpus=cpus_per_task, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus_per_task)}}
+        )
+
+        def submit(i: int) -> Any:
+            a, b = bounds[i]
+            rows = {
+                name: getattr(job, name)[a:b]
+                for name in ("queries", "query_ids", "positives", "relevant", "query_domains")
+            }
+            return task.remote(source, corpus_key, corpus_ref, rows, params)
+
+        mined: list[Any] = []
+        for i, cols in _ordered(submit, len(bounds)):
+            a, b = bounds[i]
+            mined.extend(mined_per_query(SimpleNamespace(**cols, n_queries=b - a)))
+            if progress:
+                progress(b, n)
+        return mined
+
+    return run
+
+
+# ----------------------------------------------------------------------------- index shards (hook)
+
+
+def build_shard(texts: Sequence[str], ids: Sequence[str], settings: dict[str, Any]) -> dict[str, bytes]:
+    """Builds one shard's index over a slice of the corpus (``texts`` with their ``ids``;
+    ``settings``: method, k1, b, delta and the Tokenizer's lowercase, stopwords, stemmer,
+    pattern) and returns it as :func:`pack_index` bytes: ``BM25`` is not picklable yet, so the
+    saved files travel. Meant as a Ray task (``ray.remote(build_shard)``), one per shard, for
+    ``bdnsca index --shards N --ray``: the caller writes each result with
+    :func:`unpack_index`-style placement into the segmented index once ``BM25.add_index``
+    exists. Not wired to the CLI yet."""
+    from bdnsca._core import BM25, Tokenizer
+
+    tok_keys = ("lowercase", "stopwords", "stemmer", "pattern")
+    tokenizer = Tokenizer(**{k: settings[k] for k in tok_keys if k in settings})
+    bm25 = BM25(
+        **{k: settings[k] for k in ("method", "k1", "b", "delta") if k in settings}, tokenizer=tokenizer
+    )
+    bm25.index(list(texts), ids=list(ids))
+    with tempfile.TemporaryDirectory(prefix="bdnsca-shard-") as tmp:
+        out = Path(tmp) / "shard.bm25"
+        bm25.save(out)
+        return pack_index(out)
+
+
+__all__ = [
+    "IndexSource",
+    "build_shard",
+    "chunk_bounds",
+    "cluster_cpus",
+    "connect",
+    "default_chunks",
+    "pack_index",
+    "ray_miner",
+    "search_to_file_ray",
+    "session",
+    "unpack_index",
+]
