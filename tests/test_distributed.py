@@ -1,0 +1,278 @@
+"""search / mine-negatives --ray: the files a Ray run writes are the local run's byte for byte
+(bundled data and a generated 50k-document Zipf corpus; uneven and empty chunkings), and
+nothing imports Ray unless asked."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+import bdnsca
+from bdnsca.cli._common import cli
+from bdnsca.data.io import Query, read_queries
+from bdnsca.retrieval import distributed
+from bdnsca.retrieval.bm25 import search_to_file
+from conftest import DATA, ROOT
+
+CORPUS = DATA / "retrieval_corpus_wide.jsonl"
+GOLD = DATA / "retrieval_gold_wide.jsonl"
+PARAPHRASE = DATA / "retrieval_gold_paraphrase.jsonl"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local 2-CPU Ray cluster for the module; each test using it skips, with the reason,
+    when Ray is missing or cannot start here."""
+    try:
+        import ray
+    except ImportError:
+        yield "Ray is not installed (pip install 'bdnsca[ray]')"
+        return
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as e:  # pragma: no cover - depends on the machine
+        yield f"a local Ray cluster cannot start here: {type(e).__name__}: {e}"
+        return
+    try:
+        yield None
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def ray_up(ray_cluster):
+    if ray_cluster is not None:
+        pytest.skip(ray_cluster)
+
+
+def invoke(*args) -> None:
+    res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+
+
+def same_files(a: Path, b: Path) -> None:
+    assert a.read_bytes() == b.read_bytes(), f"{a} and {b} differ"
+    assert filecmp.cmp(a, b, shallow=False)
+
+
+def summary_without_timings(path: Path) -> dict:
+    s = json.loads(path.read_text())
+    s.pop("timings_s")
+    s["outputs"] = {k: Path(v).name for k, v in s["outputs"].items()}
+    return s
+
+
+# ----------------------------------------------------------------------------- no Ray, no import
+
+
+def test_cli_and_local_search_do_not_import_ray(tmp_path):
+    """A top-level ``import ray`` anywhere on the CLI's path (or an eager import of the Ray
+    module) would put it in sys.modules."""
+    code = f"""
+import sys
+from click.testing import CliRunner
+import bdnsca.cli
+from bdnsca.cli._common import cli
+r = CliRunner().invoke(cli, ["search", "--help"])
+assert r.exit_code == 0 and "--ray" in r.output, r.output
+r = CliRunner().invoke(cli, ["index", "--corpus", {str(CORPUS)!r}, "-o", {str(tmp_path / "i.bm25")!r}])
+assert r.exit_code == 0, r.output
+r = CliRunner().invoke(cli, ["search", "--index", {str(tmp_path / "i.bm25")!r}, "--queries",
+                            {str(GOLD)!r}, "-o", {str(tmp_path / "r.trec")!r}])
+assert r.exit_code == 0, r.output
+r = CliRunner().invoke(cli, ["mine-negatives", "--help"])
+assert r.exit_code == 0 and "--ray" in r.output, r.output
+print("ray" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_ray_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(bdnsca.BdnscaError, match=r"pip install 'bdnsca\[ray\]'"):
+        distributed.connect("local")
+
+
+def test_ray_flags_need_ray(tmp_path):
+    args = ["search", "--index", CORPUS, "--queries", GOLD, "-o", tmp_path / "r", "--ray-tasks", "3"]
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exit_code != 0 and "need --ray" in res.output
+
+
+@given(st.integers(0, 300), st.integers(1, 40))
+def test_chunk_bounds_cover_every_query_once_in_order(n, chunks):
+    """Against a brute force: concatenating the chunks gives 0..n-1 exactly (no query lost or
+    repeated at a boundary), no chunk is empty, sizes differ by at most one."""
+    bounds = distributed.chunk_bounds(n, chunks)
+    assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
+    assert len(bounds) == min(n, chunks)
+    sizes = [b - a for a, b in bounds]
+    assert all(s >= 1 for s in sizes)
+    assert not sizes or max(sizes) - min(sizes) <= 1
+
+
+def test_pack_unpack_roundtrip_of_a_directory_index(tmp_path):
+    """The segmented index will be a directory: every file, nested ones included, must arrive."""
+    root = tmp_path / "idx"
+    (root / "segments" / "s1").mkdir(parents=True)
+    files = {"manifest.json": b"{}", "segments/s1/postings.bin": bytes(range(256)), "segments/a": b""}
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    back = distributed.unpack_index(distributed.pack_index(root), "idx")
+    assert {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()} == files
+
+
+def test_cache_key_changes_when_the_index_is_rewritten(tmp_path):
+    """A worker keeps loaded indexes by key: an index rebuilt at the same path must not be
+    served from the cache."""
+    p = tmp_path / "i.bm25"
+    bdnsca.BM25().index(["a b", "c d"]).save(p)
+    k1 = distributed._stat_key(p)
+    bdnsca.BM25().index(["a b", "c d", "e f g"]).save(p)
+    assert distributed._stat_key(p) != k1
+
+
+# ----------------------------------------------------------------------------- bundled data
+
+
+@pytest.fixture(scope="module")
+def bundled_index(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundled") / "wide.bm25"
+    invoke("index", "--corpus", CORPUS, "-o", path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "trec"])
+@pytest.mark.parametrize("extra", [[], ["--ray-tasks", "7"], ["--ray-tasks", "3", "--ray-object-store"]])
+def test_search_ray_equals_local_bundled(ray_up, bundled_index, tmp_path, suffix, extra):
+    """Chunks written out of order, a chunk lost or doubled, or scores rounded in transit
+    would change the bytes."""
+    local, remote = tmp_path / f"local.{suffix}", tmp_path / f"ray.{suffix}"
+    common = ["search", "--index", bundled_index, "--queries", PARAPHRASE, "-k", 50]
+    invoke(*common, "-o", local)
+    invoke(*common, "-o", remote, "--ray", "local", *extra)
+    same_files(local, remote)
+    import ray
+
+    assert ray.is_initialized()  # --ray local joined the running cluster and left it running
+
+
+def test_search_ray_uneven_and_empty(ray_up, bundled_index, tmp_path):
+    """More tasks than queries (1 query, 16 tasks), 5 queries over 2 tasks, and no query."""
+    bm25 = bdnsca.BM25.load(bundled_index)
+    qs = read_queries(PARAPHRASE)
+    for queries, tasks in ((qs[:1], 16), (qs[3:8], 2), ([], 4), ([Query("none", "zzqx unknownword", {})], 3)):
+        local, remote = tmp_path / "l.trec", tmp_path / "r.trec"
+        a = search_to_file(bm25, queries, local, k=10)
+        b = distributed.search_to_file_ray(bundled_index, queries, remote, k=10, chunks=tasks)
+        same_files(local, remote)
+        assert (a.queries, a.empty, a.rows) == (b.queries, b.empty, b.rows)
+
+
+MINING_CASES = [
+    [],
+    ["--sampling", "random", "--seed", "7", "--rank-range", "2:60", "--max-score-ratio", "0.95"],
+    ["--pair-format", "triplet", "--near-duplicate-threshold", "off", "--ray-object-store"],
+]
+
+
+@pytest.mark.parametrize("extra", MINING_CASES)
+@pytest.mark.parametrize("reuse_index", [False, True])
+def test_mine_ray_equals_local_bundled(ray_up, bundled_index, tmp_path, extra, reuse_index):
+    """Per-query seeding, twin detection and the score ceiling must not depend on the chunk a
+    query lands in; the index built on the driver (no --index) must reach the workers intact."""
+    local_extra = [a for a in extra if a != "--ray-object-store"]
+    index = ["--index", bundled_index] if reuse_index else []
+    outs = {}
+    for name, more in (("local", local_extra), ("ray", [*extra, "--ray", "local", "--ray-tasks", "5"])):
+        d = tmp_path / name
+        d.mkdir()
+        outs[name] = (d / "hn.jsonl", d / "pairs.jsonl", d / "summary.json")
+        invoke(
+            "mine-negatives", "--retrieval-gold", GOLD, "--retrieval-corpus", CORPUS, *index,
+            "--output-hard-negatives", outs[name][0], "--output-reranker-pairs", outs[name][1],
+            "--output-summary", outs[name][2], *more,
+        )  # fmt: skip
+    same_files(outs["local"][0], outs["ray"][0])
+    same_files(outs["local"][1], outs["ray"][1])
+    assert summary_without_timings(outs["local"][2]) == summary_without_timings(outs["ray"][2])
+    assert outs["local"][0].stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- generated 50k corpus
+
+
+@pytest.fixture(scope="module")
+def zipf_data(tmp_path_factory):
+    """50k documents over a Zipf vocabulary in 5 domains, 2% of them near-twins of another
+    (one word changed: mining must keep them out as suspects); 1500 gold queries drawn from
+    their relevant document's words, 6000 search queries."""
+    rng = np.random.default_rng(14)
+    n_docs, vocab = 50_000, 20_000
+    p = 1.0 / np.arange(1, vocab + 1) ** 1.1
+    p /= p.sum()
+    lens = rng.poisson(30, size=n_docs).clip(3)
+    tokens = rng.choice(vocab, size=int(lens.sum()), p=p)
+    words = np.array([f"w{i}" for i in range(vocab)], dtype=object)
+    cuts = np.cumsum(lens)[:-1]
+    texts = [" ".join(ws) for ws in np.split(words[tokens], cuts)]
+    twins = rng.choice(n_docs, size=n_docs // 50, replace=False)
+    for i in twins:
+        src = texts[(int(i) + 1) % n_docs].split()
+        src[len(src) // 2] = "twinword"
+        texts[int(i)] = " ".join(src)
+    root = tmp_path_factory.mktemp("zipf")
+    corpus = root / "corpus.jsonl"
+    with corpus.open("w") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"doc_id": f"d{i}", "title": "", "text": t, "domain": f"dom{i % 5}"}) + "\n")
+    gold = root / "gold.jsonl"
+    with gold.open("w") as f:
+        for j, i in enumerate(rng.choice(n_docs, size=1500, replace=False)):
+            ws = texts[int(i)].split()
+            q = " ".join(rng.choice(ws, size=min(4, len(ws)), replace=False))
+            f.write(json.dumps({"query_id": f"q{j}", "query": q, "relevant_doc_ids": [f"d{i}"]}) + "\n")
+    queries = root / "queries.jsonl"
+    with queries.open("w") as f:
+        for j in range(6000):
+            q = " ".join(words[rng.choice(vocab, size=int(rng.integers(1, 6)), p=p)])
+            f.write(json.dumps({"query_id": f"s{j}", "query": q}) + "\n")
+    index = root / "index.bm25"
+    invoke("index", "--corpus", corpus, "-o", index)
+    return corpus, gold, queries, index
+
+
+@pytest.mark.slow
+def test_search_and_mine_ray_equal_local_on_50k_zipf(ray_up, zipf_data, tmp_path):
+    corpus, gold, queries, index = zipf_data
+    for suffix in ("jsonl", "trec"):
+        local, remote = tmp_path / f"l.{suffix}", tmp_path / f"r.{suffix}"
+        invoke("search", "--index", index, "--queries", queries, "-k", 100, "-o", local)
+        invoke("search", "--index", index, "--queries", queries, "-k", 100, "-o", remote, "--ray", "local")
+        same_files(local, remote)
+    outs = {}
+    for name, more in (("local", []), ("ray", ["--ray", "local", "--ray-tasks", "6"])):
+        d = tmp_path / name
+        d.mkdir()
+        outs[name] = (d / "hn.jsonl", d / "pairs.jsonl", d / "summary.json")
+        invoke(
+            "mine-negatives", "--retrieval-gold", gold, "--retrieval-corpus", corpus, "--index", index,
+            "--sampling", "random", "--seed", "3", "--output-hard-negatives", outs[name][0],
+            "--output-reranker-pairs", outs[name][1], "--output-summary", outs[name][2], *more,
+        )  # fmt: skip
+    same_files(outs["local"][0], outs["ray"][0])
+    same_files(outs["local"][1], outs["ray"][1])
+    summary = summary_without_timings(outs["ray"][2])
+    assert summary == summary_without_timings(outs["local"][2])
+    assert summary["suspected_false_negatives"]["count"] > 0  # the twins were exercised
