@@ -276,3 +276,19 @@ def test_search_and_mine_ray_equal_local_on_50k_zipf(ray_up, zipf_data, tmp_path
     summary = summary_without_timings(outs["ray"][2])
     assert summary == summary_without_timings(outs["local"][2])
     assert summary["suspected_false_negatives"]["count"] > 0  # the twins were exercised
+
+
+def test_task_errors_read_as_local_errors(ray_up, bundled_index, tmp_path):
+    """A corrupt index is found by the workers (the driver does not load it): the user gets
+    IndexFileError as locally, not a Ray traceback; a task asking for more CPUs than any node
+    has is refused instead of waiting forever."""
+    bad = tmp_path / "bad.bm25"
+    bad.write_bytes(bundled_index.read_bytes()[:100])
+    qs = read_queries(GOLD)[:3]
+    with pytest.raises(bdnsca.IndexFileError):
+        bdnsca.BM25.load(bad)
+    with pytest.raises(bdnsca.IndexFileError):
+        distributed.search_to_file_ray(bad, qs, tmp_path / "r.trec", k=5, chunks=2)
+    assert not (tmp_path / "r.trec").exists()
+    with pytest.raises(bdnsca.BdnscaError, match="largest node"):
+        distributed.search_to_file_ray(bundled_index, qs, tmp_path / "r.trec", k=5, cpus_per_task=64)

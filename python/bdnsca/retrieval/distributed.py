@@ -147,7 +147,49 @@ def _ordered(submit: Callable[[int], Any], n_chunks: int) -> Iterator[tuple[int,
         while ahead < n_chunks and ahead < i + window:
             refs[ahead] = submit(ahead)
             ahead += 1
-        yield i, ray.get(refs.pop(i))
+        try:
+            value = ray.get(refs.pop(i))
+        except ray.exceptions.RayTaskError as e:
+            user_error = _local_error(getattr(e, "cause", None))
+            if user_error is None:
+                raise
+            raise user_error from None
+        yield i, value
+
+
+def _local_error(cause: BaseException | None) -> BaseException | None:
+    """A user error raised in a task (a corrupt index, a missing file) as the driver would have
+    raised it locally, or None for anything else. bdnsca's Rust exceptions name their module
+    ``_core``, which does not import as such, so Ray pickles their classes by value: they come
+    back as look-alike classes that ``except bdnsca.IndexFileError`` would miss; they are
+    mapped back to ``bdnsca._core``'s class of the same name."""
+    from bdnsca import _core
+
+    if isinstance(cause, OSError | MemoryError):
+        return cause
+    if cause is None:
+        return None
+    for klass in type(cause).__mro__:
+        local = getattr(_core, klass.__name__, None)
+        if isinstance(local, type) and issubclass(local, BdnscaError):
+            return cause if isinstance(cause, local) else local(*cause.args)
+    return None
+
+
+def _task(fn: Callable[..., Any], cpus_per_task: int) -> Any:
+    """``fn`` as a Ray task reserving ``cpus_per_task`` CPUs, its Rust thread pool that size.
+    Refused when no node has that many CPUs (Ray would wait for one forever)."""
+    ray = _ray()
+    if cpus_per_task <= 0:
+        raise BdnscaError(f"CPUs per task must be >= 1, got {cpus_per_task}")
+    biggest = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if cpus_per_task > biggest:
+        raise BdnscaError(
+            f"a task asks for {cpus_per_task} CPUs; the largest node of the cluster has {biggest:g}"
+        )
+    return ray.remote(fn).options(
+        num_cpus=cpus_per_task, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus_per_task)}}
+    )
 
 
 # ----------------------------------------------------------------------------- index shipping
@@ -270,14 +312,9 @@ def search_to_file_ray(
 
     if k <= 0:
         raise BdnscaError(f"k must be >= 1, got {k}")
-    if cpus_per_task <= 0:
-        raise BdnscaError(f"CPUs per task must be >= 1, got {cpus_per_task}")
-    ray = _ray()
     source = IndexSource.from_path(index_path, object_store=object_store)
     bounds = chunk_bounds(len(queries), chunks if chunks is not None else default_chunks(len(queries)))
-    task = ray.remote(_search_chunk).options(
-        num_cpus=cpus_per_task, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus_per_task)}}
-    )
+    task = _task(_search_chunk, cpus_per_task)
 
     def submit(i: int) -> Any:
         start, stop = bounds[i]
@@ -360,9 +397,7 @@ def ray_miner(
         corpus_key = f"corpus-{uuid.uuid4().hex}"  # this run's texts; workers drop them later
         corpus_ref = [ray.put((texts, job.domains))]
         params = {f: getattr(job.params, f) for f in _PARAM_FIELDS}
-        task = ray.remote(_mine_chunk).options(
-            num_cpus=cpus_per_task, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus_per_task)}}
-        )
+        task = _task(_mine_chunk, cpus_per_task)
 
         def submit(i: int) -> Any:
             a, b = bounds[i]
