@@ -5,7 +5,9 @@ nothing imports Ray unless asked."""
 from __future__ import annotations
 
 import filecmp
+import importlib.util
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +104,27 @@ def test_missing_ray_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(bdnsca.BdnscaError, match=r"pip install 'bdnsca\[ray\]'"):
         distributed.connect("local")
+
+
+def test_unreachable_cluster_is_one_line_and_fast(bundled_index, tmp_path):
+    """Ray alone retries a dead address for minutes; the user gets one line at once (a
+    subprocess: this module's cluster would otherwise be reused)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'bdnsca[ray]')")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["search", "--index", bundled_index, "--queries", GOLD, "-o", tmp_path / "r.trec"]
+    out = subprocess.run(
+        [sys.executable, "-m", "bdnsca.cli", *map(str, args), "--ray", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: cannot connect to the Ray cluster") and len(lines) == 1, out.stderr
+    assert not (tmp_path / "r.trec").exists()
 
 
 def test_ray_flags_need_ray(tmp_path):
@@ -292,3 +315,24 @@ def test_task_errors_read_as_local_errors(ray_up, bundled_index, tmp_path):
     assert not (tmp_path / "r.trec").exists()
     with pytest.raises(bdnsca.BdnscaError, match="largest node"):
         distributed.search_to_file_ray(bundled_index, qs, tmp_path / "r.trec", k=5, cpus_per_task=64)
+
+
+def test_build_shard_in_a_ray_task_equals_a_local_build(ray_up):
+    """The hook for ``index --shards N --ray``: the shard a task builds is the index of its
+    slice with every setting carried (a dropped stopword list or method would change scores)."""
+    import ray
+
+    from bdnsca.data.io import read_corpus
+    from bdnsca.retrieval.mining import retrieval_settings
+
+    docs = read_corpus(CORPUS)
+    texts, ids = docs.texts()[100:220], docs.ids[100:220]
+    settings = {"method": "bm25+", "k1": 1.2, "b": 0.6, "delta": 0.7, "stopwords": "en", "stemmer": "english"}
+    packed = ray.get(ray.remote(distributed.build_shard).remote(texts, ids, settings))
+    shard = bdnsca.BM25.load(distributed.unpack_index(packed, "shard.bm25"))
+    tok = bdnsca.Tokenizer(stopwords="en", stemmer="english")
+    local = bdnsca.BM25(method="bm25+", k1=1.2, b=0.6, delta=0.7, tokenizer=tok).index(texts, ids=ids)
+    assert shard.ids == ids
+    assert retrieval_settings(shard) == retrieval_settings(local)
+    for q in ("the orchard harvest", "trace a bloodline", "smith forging a blade"):
+        assert shard.get_scores(q).tobytes() == local.get_scores(q).tobytes()

@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections import OrderedDict
@@ -53,7 +54,8 @@ MAX_CHUNK_QUERIES = 4096
 IN_FLIGHT_PER_CPU = 2
 """Tasks submitted ahead of the chunk being written, per cluster CPU (back-pressure)."""
 
-_LOG = logging.getLogger(__name__)
+PROBE_TIMEOUT_S = 10.0
+"""How long :func:`connect` waits for a cluster address's port to answer."""
 
 
 # ----------------------------------------------------------------------------- connecting
@@ -84,6 +86,7 @@ def connect(address: str, *, num_cpus: int | None = None) -> bool:
         else:
             if num_cpus is not None:
                 raise BdnscaError("num_cpus applies to --ray local only (a running cluster has its own)")
+            _probe(address)
             ray.init(address=address, **quiet)
     except BdnscaError:
         raise
@@ -91,6 +94,20 @@ def connect(address: str, *, num_cpus: int | None = None) -> bool:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BdnscaError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
     return True
+
+
+def _probe(address: str) -> None:
+    """Fails fast when nothing listens at ``host:port`` (Ray itself retries for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # "auto" and odd forms: Ray's own resolution and errors
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise BdnscaError(
+            f"cannot connect to the Ray cluster at {address!r}: nothing answers at {host}:{port} ({e}); "
+            "start it with `ray start --head` or check the address"
+        ) from None
 
 
 @contextlib.contextmanager
