@@ -336,3 +336,16 @@ def test_build_shard_in_a_ray_task_equals_a_local_build(ray_up):
     assert retrieval_settings(shard) == retrieval_settings(local)
     for q in ("the orchard harvest", "trace a bloodline", "smith forging a blade"):
         assert shard.get_scores(q).tobytes() == local.get_scores(q).tobytes()
+
+
+def test_index_missing_on_a_worker_node_says_what_to_do(ray_up, tmp_path):
+    """On a real cluster the path may exist on the driver's node only: the worker's error names
+    the node and the two fixes, and reaches the driver as FileNotFoundError."""
+    import ray
+
+    source = distributed.IndexSource(key="gone", path=str(tmp_path / "gone.bm25"))
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(ray.remote(distributed._search_chunk).remote(source, ["a"], 5, 1))
+    err = distributed._local_error(info.value.cause)
+    assert isinstance(err, FileNotFoundError)
+    assert "not found on Ray node" in str(err) and "--ray-object-store" in str(err)

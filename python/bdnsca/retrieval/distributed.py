@@ -277,9 +277,20 @@ class IndexSource:
         from bdnsca._core import BM25
 
         if self.path is not None:
-            return BM25.load(self.path)
+            try:
+                return BM25.load(self.path)
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"index {self.path} not found on Ray node {socket.gethostname()}: put it on storage "
+                    "every node reads, or ship it with --ray-object-store"
+                ) from None
         assert self.packed is not None
-        return BM25.load(unpack_index(_ray().get(self.packed[0]), self.name))
+        path = unpack_index(_ray().get(self.packed[0]), self.name)
+        try:
+            # BM25.load reads the files into memory (no mapping), so they can go at once.
+            return BM25.load(path)
+        finally:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 _CACHE: OrderedDict[str, Any] = OrderedDict()
