@@ -349,3 +349,26 @@ def test_index_missing_on_a_worker_node_says_what_to_do(ray_up, tmp_path):
     err = distributed._local_error(info.value.cause)
     assert isinstance(err, FileNotFoundError)
     assert "not found on Ray node" in str(err) and "--ray-object-store" in str(err)
+
+
+def test_mine_ray_uneven_and_empty(ray_up, bundled_index):
+    """One query over 16 tasks, 7 queries over 3, and a gold set with no usable query (the
+    miner gets no rows): the rows and summary equal the local miner's."""
+    from bdnsca.retrieval.mining import mine_hard_negatives
+
+    bm25 = bdnsca.BM25.load(bundled_index)
+    gold = read_queries(GOLD)
+    nowhere = [Query("lost", "anything", {"no_such_doc": 1})]
+    for queries, tasks in ((gold[:1], 16), (gold[10:17], 3), (nowhere, 4)):
+        results = []
+        for miner in (None, distributed.ray_miner(bundled_index, chunks=tasks)):
+            r = mine_hard_negatives(CORPUS, queries, bm25=bm25, miner=miner, sampling="random", seed=5)
+            r.summary.pop("timings_s")
+            results.append(r)
+        local, remote = results
+        assert (local.hard_negatives, local.pairs, local.summary) == (
+            remote.hard_negatives,
+            remote.pairs,
+            remote.summary,
+        )
+        assert local.summary["queries"]["used"] == (0 if queries is nowhere else len(queries))
