@@ -23,6 +23,10 @@ rule of ``BM25.search``; mining would also need the twins of positives that live
 shards. :func:`build_shard` is the hook for the building half (``index --shards N --ray``).
 
 Ray is imported only inside functions: without ``--ray`` nothing imports it.
+
+Longer than our ~450-line guide: connecting, chunking, index shipping, the worker cache and the
+ordered gather are one protocol that search and mining share; split, each half would import the
+other's internals.
 """
 
 from __future__ import annotations
