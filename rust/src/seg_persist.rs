@@ -574,6 +574,15 @@ pub fn from_bytes(bytes: &[u8]) -> Result<(SegmentedIndex, TokenizerSettings)> {
     Ok((assemble(&m, segments, blob)?, m.tokenizer.clone()))
 }
 
+/// An index of one decoded segment, with no deletes (the fuzz targets).
+#[doc(hidden)]
+pub fn index_of_segment(
+    data: crate::segment::SegmentData,
+    params: crate::scoring::Params,
+) -> SegmentedIndex {
+    SegmentedIndex::from_segments(params, vec![Segment::new(data)])
+}
+
 #[cfg(test)]
 #[path = "seg_persist_tests.rs"]
 mod tests;

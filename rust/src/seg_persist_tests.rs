@@ -395,3 +395,60 @@ mod robust;
 
 #[path = "seg_crash_tests.rs"]
 mod crash;
+
+/// Timings at 100k documents (run by hand: `cargo test --release --lib
+/// measure_100k -- --ignored --nocapture`); asserts only what it measures on.
+#[test]
+#[ignore]
+fn measure_100k() {
+    use std::time::Instant;
+    let mut r = Rng(42);
+    let mut corpus = |n: usize, tag: &str| -> (Vec<Vec<String>>, Vec<String>) {
+        let docs = (0..n)
+            .map(|_| {
+                (0..40)
+                    .map(|_| {
+                        // Roughly Zipf over 50k terms.
+                        let u = (r.below(1 << 20) + 1) as f64 / (1u64 << 20) as f64;
+                        format!("t{}", (50_000f64.powf(u) as u64).saturating_sub(1))
+                    })
+                    .collect()
+            })
+            .collect();
+        let ids = (0..n).map(|i| format!("{tag}{i}")).collect();
+        (docs, ids)
+    };
+    let (docs, ids) = corpus(100_000, "d");
+    let t = Instant::now();
+    let mut idx = SegmentedIndex::new(lucene());
+    idx.add_tokens(&docs, &ids).unwrap();
+    let build = t.elapsed();
+    let dir = tempdir("measure");
+    let t = Instant::now();
+    let s = save_dir(&mut idx, &tok(), &dir).unwrap();
+    let save = t.elapsed();
+    let t = Instant::now();
+    let (mut loaded, _) = load_dir(&dir).unwrap();
+    let load = t.elapsed();
+    let t = Instant::now();
+    let live = read_ids(&dir).unwrap();
+    let rids = t.elapsed();
+    assert_eq!(live.len(), 100_000);
+    let (more, more_ids) = corpus(1_000, "e");
+    let t = Instant::now();
+    loaded.add_tokens(&more, &more_ids).unwrap();
+    let s2 = save_dir(&mut loaded, &tok(), &dir).unwrap();
+    let append = t.elapsed();
+    let t = Instant::now();
+    let blob = to_bytes(&loaded, &tok()).unwrap();
+    let tb = t.elapsed();
+    let t = Instant::now();
+    from_bytes(&blob).unwrap();
+    let fb = t.elapsed();
+    eprintln!(
+        "100k docs x 40 tokens: build {build:?}; save {save:?} ({} bytes); load {load:?}; read_ids {rids:?}; \
+         add 1k + save {append:?} ({} bytes written, {} reused); to_bytes {tb:?} ({} bytes); from_bytes {fb:?}",
+        s.bytes_written, s2.bytes_written, s2.segments_reused, blob.len()
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
