@@ -25,8 +25,18 @@
 //! writes only new segments, new deletes generations and the manifest: an
 //! append costs in proportion to the added documents.
 //!
-//! `to_bytes` / `from_bytes` give the same content as one checksummed blob
-//! (pickling, Ray's object store).
+//! `to_bytes` / `from_bytes` (`seg_blob.rs`) give the same content as one
+//! checksummed blob (pickling, Ray's object store).
+//!
+//! API: `save_dir(&mut index, &tokenizer_settings, dir) -> SaveStats`,
+//! `load_dir(dir) -> (SegmentedIndex, TokenizerSettings)`,
+//! `is_segmented_dir(path)`, `read_ids(dir)` (live ids without postings),
+//! `read_segment_ids(segment_file)`, `to_bytes(&index, &settings)`,
+//! `from_bytes(bytes)`. Errors are `Error::IndexFile` (file and field named),
+//! `Error::Io`, or `Error::InvalidArgument` for an unsavable index.
+//!
+//! A little over 450 lines: the save protocol, the loader with its retry and
+//! `read_ids` share the private helpers here.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -42,6 +52,7 @@ use crate::seg_manifest::{self as mf, FileRef, Manifest, SegEntry, MANIFEST};
 use crate::segment::Segment;
 use crate::segmented::SegmentedIndex;
 
+pub use crate::seg_blob::{from_bytes, to_bytes};
 pub use crate::seg_file::read_segment_ids;
 
 /// The files a segment was last loaded from or saved to.
@@ -240,7 +251,14 @@ pub fn save_dir(
             let Some(name) = name.to_str() else { continue };
             let ours = (name.starts_with("seg-") && mf::valid_name(name, ".bseg"))
                 || (name.starts_with("del-") && mf::valid_name(name, ".bdel"));
-            if ours && !keep.contains(name) && fs::remove_file(e.path()).is_ok() {
+            // A killed save's temporary manifest, once surely abandoned.
+            let stale_tmp = name.starts_with(&format!(".{MANIFEST}.tmp-"))
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 600);
+            if (ours && !keep.contains(name) || stale_tmp) && fs::remove_file(e.path()).is_ok() {
                 stats.files_removed += 1;
             }
         }
@@ -270,7 +288,7 @@ fn check_file(bytes: &[u8], f: &FileRef, path: &Path) -> Result<()> {
 }
 
 /// One segment from its files' bytes, checked against its manifest entry.
-fn decode_entry(
+pub(crate) fn decode_entry(
     e: &SegEntry,
     seg: &[u8],
     del: Option<&[u8]>,
@@ -308,7 +326,11 @@ fn decode_entry(
 }
 
 /// The index of `m`'s segments; a live id in two segments is an error.
-fn assemble(m: &Manifest, segments: Vec<Segment>, where_: &Path) -> Result<SegmentedIndex> {
+pub(crate) fn assemble(
+    m: &Manifest,
+    segments: Vec<Segment>,
+    where_: &Path,
+) -> Result<SegmentedIndex> {
     let mut seen: FxHashSet<&str> = FxHashSet::default();
     for (i, s) in segments.iter().enumerate() {
         for (d, id) in s.data.ids.iter().enumerate() {
@@ -444,134 +466,6 @@ pub fn read_ids(dir: &Path) -> Result<Vec<String>> {
         }
         Ok(out)
     })
-}
-
-const BLOB_MAGIC: &[u8; 8] = b"BDNSCABL";
-const BLOB_VERSION: u32 = 1;
-
-/// The whole index as one blob: magic, version, the manifest's length and
-/// JSON, each segment's file and deletes file in manifest order, CRC-32.
-pub fn to_bytes(index: &SegmentedIndex, tok: &TokenizerSettings) -> Result<Vec<u8>> {
-    let mut files = Vec::new();
-    let mut entries = Vec::new();
-    for (i, seg) in index.segments.iter().enumerate() {
-        let bytes = encode_segment(&seg.data)?;
-        let fref = |name: String, b: &[u8]| FileRef {
-            name,
-            bytes: b.len() as u64,
-            crc32: crc32fast::hash(b),
-        };
-        let file = fref(format!("seg-{i}.bseg"), &bytes);
-        files.push(bytes);
-        let deletes = if seg.n_deleted > 0 {
-            let d = encode_deletes(seg.data.n_docs(), seg.deleted_words());
-            let f = fref(format!("del-{i}.bdel"), &d);
-            files.push(d);
-            Some((f, seg.n_deleted as u64))
-        } else {
-            None
-        };
-        entries.push(SegEntry {
-            file,
-            n_docs: seg.data.n_docs() as u64,
-            deletes,
-        });
-    }
-    let json = mf::to_json(&Manifest {
-        generation: 0,
-        params: index.params,
-        tokenizer: tok.clone(),
-        n_live: index.n_live() as u64,
-        segments: entries,
-    });
-    let total: usize = files.iter().map(|f| f.len()).sum();
-    let mut out = Vec::with_capacity(24 + json.len() + total + 4);
-    out.extend_from_slice(BLOB_MAGIC);
-    out.extend_from_slice(&BLOB_VERSION.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    for f in files {
-        out.extend_from_slice(&f);
-    }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
-}
-
-/// The index and tokenizer settings of a `to_bytes` blob, checked as a folder is.
-pub fn from_bytes(bytes: &[u8]) -> Result<(SegmentedIndex, TokenizerSettings)> {
-    let blob = Path::new("<index bytes>");
-    let bad = |reason: String| Error::IndexFile {
-        path: blob.to_path_buf(),
-        reason,
-    };
-    if bytes.len() < 8 || &bytes[..8] != BLOB_MAGIC {
-        return Err(bad(
-            "not a bdnsca segmented index blob (wrong magic bytes)".into()
-        ));
-    }
-    if bytes.len() < 28 {
-        return Err(bad("truncated (header)".into()));
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let mut c = [0u8; 4];
-    c.copy_from_slice(crc);
-    if crc32fast::hash(body) != u32::from_le_bytes(c) {
-        return Err(bad("checksum mismatch (truncated or corrupt)".into()));
-    }
-    c.copy_from_slice(&body[8..12]);
-    let version = u32::from_le_bytes(c);
-    if version != BLOB_VERSION {
-        return Err(bad(format!(
-            "blob version {version} is not supported; rebuild the index"
-        )));
-    }
-    let mut l = [0u8; 8];
-    l.copy_from_slice(&body[16..24]);
-    let json_len = u64::from_le_bytes(l);
-    let rest = &body[24..];
-    if json_len > rest.len() as u64 {
-        return Err(bad(format!(
-            "manifest length {json_len} runs past the blob"
-        )));
-    }
-    let (json, mut rest) = rest.split_at(json_len as usize);
-    let m = mf::parse(json, &blob.join(MANIFEST))?;
-    let mut take = |f: &FileRef| -> Result<&[u8]> {
-        if f.bytes > rest.len() as u64 {
-            return Err(bad(format!(
-                "{}: {} bytes run past the blob",
-                f.name, f.bytes
-            )));
-        }
-        let (a, b) = rest.split_at(f.bytes as usize);
-        rest = b;
-        Ok(a)
-    };
-    let mut parts = Vec::with_capacity(m.segments.len());
-    for e in &m.segments {
-        let seg = take(&e.file)?;
-        let del = match &e.deletes {
-            Some((f, _)) => Some(take(f)?),
-            None => None,
-        };
-        parts.push((e, seg, del));
-    }
-    if !rest.is_empty() {
-        return Err(bad("trailing bytes after the last file (corrupt)".into()));
-    }
-    let segments = parts
-        .into_par_iter()
-        .map(|(e, seg, del)| {
-            let dp = e
-                .deletes
-                .as_ref()
-                .map_or_else(PathBuf::new, |d| blob.join(&d.0.name));
-            decode_entry(e, seg, del, &blob.join(&e.file.name), &dp)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((assemble(&m, segments, blob)?, m.tokenizer.clone()))
 }
 
 /// An index of one decoded segment, with no deletes (the fuzz targets).

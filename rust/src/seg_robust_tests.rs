@@ -302,13 +302,13 @@ proptest! {
         steps in 1u64..16,
         edits in prop::collection::vec((0usize..8, 0usize..8, 0usize..5, json()), 1..3),
     ) {
-        let dir = tempdir("edit");
         let mut idx = state(seed, steps);
+        let n = idx.n_segments();
+        prop_assume!(n > 0);
+        let dir = tempdir("edit");
         save_dir(&mut idx, &tok(), &dir).unwrap();
         let path = dir.join(MANIFEST);
         let mut v: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-        let n = idx.n_segments();
-        prop_assume!(n > 0);
         const FIELDS: [&str; 5] = ["file", "bytes", "crc32", "n_docs", "deletes"];
         for (a, b, f, any) in edits {
             let (a, b) = (a % n, b % n);
