@@ -15,6 +15,7 @@ pub mod pool;
 pub mod pyunicode;
 pub mod scoring;
 pub mod search;
+pub mod seg_append;
 pub mod seg_blob;
 pub mod seg_file;
 pub mod seg_manifest;

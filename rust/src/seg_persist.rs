@@ -52,6 +52,7 @@ use crate::seg_manifest::{self as mf, FileRef, Manifest, SegEntry, MANIFEST};
 use crate::segment::Segment;
 use crate::segmented::SegmentedIndex;
 
+pub use crate::seg_append::{append_texts_dir, append_tokens_dir, delete_dir, AppendMode};
 pub use crate::seg_blob::{from_bytes, to_bytes};
 pub use crate::seg_file::read_segment_ids;
 
@@ -82,7 +83,7 @@ pub fn is_segmented_dir(path: &Path) -> bool {
     path.is_dir() && path.join(MANIFEST).is_file()
 }
 
-fn random_tag() -> u64 {
+pub(crate) fn random_tag() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -94,7 +95,7 @@ fn random_tag() -> u64 {
     h.finish()
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -105,7 +106,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes a new file (never over an existing one) and fsyncs it.
-fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileRef> {
+pub(crate) fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileRef> {
     let path = dir.join(name);
     let r = fs::OpenOptions::new()
         .write(true)
@@ -132,7 +133,7 @@ fn still_there(dir: &Path, f: &FileRef) -> bool {
 }
 
 /// The manifest's bytes, or None when there is none.
-fn read_manifest_bytes(dir: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Option<Vec<u8>>> {
     let path = dir.join(MANIFEST);
     let f = match fs::File::open(&path) {
         Ok(f) => f,
@@ -150,6 +151,17 @@ fn generation_of(name: &str) -> Option<u64> {
     name.get(4..)?.split('-').next()?.parse().ok()
 }
 
+/// A generation above the manifest's and above any file name's in `dir`.
+pub(crate) fn next_generation(dir: &Path, prev: Option<&Manifest>) -> Result<u64> {
+    let mut generation = prev.map_or(0, |m| m.generation);
+    for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
+        if let Some(g) = e.file_name().to_str().and_then(generation_of) {
+            generation = generation.max(g);
+        }
+    }
+    Ok(generation + 1)
+}
+
 /// Saves `index` into the folder `dir` (created if needed), reusing the files
 /// of segments already saved there; see the module comment for the protocol.
 pub fn save_dir(
@@ -160,16 +172,7 @@ pub fn save_dir(
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
     let prev = read_manifest_bytes(&dir)?.and_then(|b| mf::parse(&b, &dir.join(MANIFEST)).ok());
-    let mut generation = prev.as_ref().map_or(0, |m| m.generation);
-    for e in fs::read_dir(&dir)
-        .map_err(|e| Error::io(&dir, e))?
-        .flatten()
-    {
-        if let Some(g) = e.file_name().to_str().and_then(generation_of) {
-            generation = generation.max(g);
-        }
-    }
-    let generation = generation + 1;
+    let generation = next_generation(&dir, prev.as_ref())?;
     let mut stats = SaveStats::default();
     let mut entries = Vec::with_capacity(index.segments.len());
     let mut stored = Vec::with_capacity(index.segments.len());
@@ -217,7 +220,6 @@ pub fn save_dir(
             del,
         });
     }
-    sync_dir(&dir)?;
     let manifest = Manifest {
         generation,
         params: index.params,
@@ -225,27 +227,42 @@ pub fn save_dir(
         n_live: index.n_live() as u64,
         segments: entries,
     };
-    let bytes = mf::to_json(&manifest);
+    commit(&dir, prev.as_ref(), &manifest, &mut stats)?;
+    for (seg, s) in index.segments.iter_mut().zip(stored) {
+        seg.stored = Some(s);
+    }
+    Ok(stats)
+}
+
+/// Makes `manifest` the folder's index once its files are written: fsyncs
+/// the folder, writes the manifest to a temporary file, fsyncs it, renames it
+/// over `manifest.json`, fsyncs the folder; then removes this format's files
+/// named by neither `manifest` nor `prev` (the manifest it replaces).
+pub(crate) fn commit(
+    dir: &Path,
+    prev: Option<&Manifest>,
+    manifest: &Manifest,
+    stats: &mut SaveStats,
+) -> Result<()> {
+    sync_dir(dir)?;
+    let bytes = mf::to_json(manifest);
     let tmp = format!(".{MANIFEST}.tmp-{:016x}", random_tag());
-    write_new(&dir, &tmp, &bytes)?;
+    write_new(dir, &tmp, &bytes)?;
     if let Err(e) = fs::rename(dir.join(&tmp), dir.join(MANIFEST)) {
         let _ = fs::remove_file(dir.join(&tmp));
         return Err(Error::io(dir.join(MANIFEST), e));
     }
-    sync_dir(&dir)?;
+    sync_dir(dir)?;
     stats.bytes_written += bytes.len() as u64;
-    for (seg, s) in index.segments.iter_mut().zip(stored) {
-        seg.stored = Some(s);
-    }
     // Cleanup: a failure here leaves stray files that loaders ignore.
     let mut keep: FxHashSet<String> = FxHashSet::default();
-    for m in std::iter::once(&manifest).chain(prev.as_ref()) {
+    for m in std::iter::once(manifest).chain(prev) {
         for e in &m.segments {
             keep.insert(e.file.name.clone());
             keep.extend(e.deletes.as_ref().map(|d| d.0.name.clone()));
         }
     }
-    if let Ok(list) = fs::read_dir(&dir) {
+    if let Ok(list) = fs::read_dir(dir) {
         for e in list.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -263,11 +280,11 @@ pub fn save_dir(
             }
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// Checks a file's length and CRC against the manifest.
-fn check_file(bytes: &[u8], f: &FileRef, path: &Path) -> Result<()> {
+pub(crate) fn check_file(bytes: &[u8], f: &FileRef, path: &Path) -> Result<()> {
     if bytes.len() as u64 != f.bytes {
         return Err(Error::IndexFile {
             path: path.to_path_buf(),
@@ -347,7 +364,7 @@ pub(crate) fn assemble(
     Ok(SegmentedIndex::from_segments(m.params, segments))
 }
 
-fn is_not_found(e: &Error) -> bool {
+pub(crate) fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
@@ -381,7 +398,7 @@ fn with_manifest<T>(dir: &Path, attempt: impl Fn(&Path, &Manifest) -> Result<T>)
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io(path, e))
 }
 
@@ -425,47 +442,55 @@ pub fn read_ids(dir: &Path) -> Result<Vec<String>> {
     with_manifest(dir, |dir, m| {
         let mut out = Vec::new();
         for e in &m.segments {
-            let seg_path = dir.join(&e.file.name);
-            let len = fs::metadata(&seg_path)
-                .map_err(|x| Error::io(&seg_path, x))?
-                .len();
-            if len != e.file.bytes {
-                return Err(Error::IndexFile {
-                    path: seg_path,
-                    reason: format!("file has {len} bytes, the manifest says {}", e.file.bytes),
-                });
-            }
-            let ids = read_segment_ids(&seg_path)?;
-            if ids.len() as u64 != e.n_docs {
-                return Err(Error::IndexFile {
-                    path: seg_path,
-                    reason: format!(
-                        "{} ids, the manifest says {} documents",
-                        ids.len(),
-                        e.n_docs
-                    ),
-                });
-            }
+            let (ids, gone) = ids_and_deletes(dir, e)?;
             let mut live = vec![true; ids.len()];
-            if let Some((f, n)) = &e.deletes {
-                let p = dir.join(&f.name);
-                let bytes = read(&p)?;
-                check_file(&bytes, f, &p)?;
-                let gone = decode_deletes(&bytes, ids.len(), &p)?;
-                if gone.len() as u64 != *n {
-                    return Err(Error::IndexFile {
-                        path: p,
-                        reason: format!("{} deleted, the manifest says {n}", gone.len()),
-                    });
-                }
-                for d in gone {
-                    live[d as usize] = false;
-                }
+            for d in gone {
+                live[d as usize] = false;
             }
             out.extend(ids.into_iter().zip(live).filter(|x| x.1).map(|x| x.0));
         }
         Ok(out)
     })
+}
+
+/// A segment's ids and its deleted documents (ascending), read without its
+/// postings and checked against its manifest entry.
+pub(crate) fn ids_and_deletes(dir: &Path, e: &SegEntry) -> Result<(Vec<String>, Vec<u32>)> {
+    let seg_path = dir.join(&e.file.name);
+    let len = fs::metadata(&seg_path)
+        .map_err(|x| Error::io(&seg_path, x))?
+        .len();
+    if len != e.file.bytes {
+        return Err(Error::IndexFile {
+            path: seg_path,
+            reason: format!("file has {len} bytes, the manifest says {}", e.file.bytes),
+        });
+    }
+    let ids = read_segment_ids(&seg_path)?;
+    if ids.len() as u64 != e.n_docs {
+        return Err(Error::IndexFile {
+            path: seg_path,
+            reason: format!(
+                "{} ids, the manifest says {} documents",
+                ids.len(),
+                e.n_docs
+            ),
+        });
+    }
+    let mut gone = Vec::new();
+    if let Some((f, n)) = &e.deletes {
+        let p = dir.join(&f.name);
+        let bytes = read(&p)?;
+        check_file(&bytes, f, &p)?;
+        gone = decode_deletes(&bytes, ids.len(), &p)?;
+        if gone.len() as u64 != *n {
+            return Err(Error::IndexFile {
+                path: p,
+                reason: format!("{} deleted, the manifest says {n}", gone.len()),
+            });
+        }
+    }
+    Ok((ids, gone))
 }
 
 /// An index of one decoded segment, with no deletes (the fuzz targets).

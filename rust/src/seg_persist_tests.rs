@@ -55,12 +55,19 @@ fn doc(r: &mut Rng) -> Vec<String> {
         .collect()
 }
 
-/// Applies step `k` of the sequence `seed` (k = 1, 2, ...): adds, deletes,
-/// updates or merges, chosen from (seed, k) and the live ids only, so the
-/// state after k steps is reproducible in any process.
-pub(crate) fn apply_step(idx: &mut SegmentedIndex, seed: u64, k: u64) {
+/// One step of a reproducible sequence.
+pub(crate) enum Step {
+    Add(Vec<Vec<String>>, Vec<String>),
+    Delete(Vec<String>),
+    Update(Vec<Vec<String>>, Vec<String>),
+    Merge(usize),
+}
+
+/// Step `k` of the sequence `seed` (k = 1, 2, ...): an add, delete, update
+/// or merge, chosen from (seed, k) and the live ids only, so the state after
+/// k steps is reproducible in any process.
+pub(crate) fn plan_step(live: &[String], seed: u64, k: u64) -> Step {
     let mut r = Rng(seed ^ k.wrapping_mul(0xA076_1D64_78BD_642F));
-    let live: Vec<String> = idx.live_ids().iter().map(|s| s.to_string()).collect();
     let pick = |r: &mut Rng, n: u64| -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for _ in 0..n {
@@ -75,23 +82,33 @@ pub(crate) fn apply_step(idx: &mut SegmentedIndex, seed: u64, k: u64) {
     match r.below(10) {
         5 | 6 if !live.is_empty() => {
             let n = 1 + r.below(3);
-            idx.delete(&pick(&mut r, n)).unwrap();
+            Step::Delete(pick(&mut r, n))
         }
         7 if !live.is_empty() => {
             let n = 1 + r.below(2);
             let ids = pick(&mut r, n);
             let docs: Vec<Vec<String>> = ids.iter().map(|_| doc(&mut r)).collect();
-            idx.update_tokens(&docs, &ids).unwrap();
+            Step::Update(docs, ids)
         }
-        8 => idx.merge(1 + r.below(3) as usize).unwrap(),
+        8 => Step::Merge(1 + r.below(3) as usize),
         _ => {
             let n = 1 + r.below(12);
             let ids: Vec<String> = (0..n)
                 .map(|i| format!("{}{k}x{i}", PREFIX[r.below(3) as usize]))
                 .collect();
             let docs: Vec<Vec<String>> = ids.iter().map(|_| doc(&mut r)).collect();
-            idx.add_tokens(&docs, &ids).unwrap();
+            Step::Add(docs, ids)
         }
+    }
+}
+
+pub(crate) fn apply_step(idx: &mut SegmentedIndex, seed: u64, k: u64) {
+    let live: Vec<String> = idx.live_ids().iter().map(|s| s.to_string()).collect();
+    match plan_step(&live, seed, k) {
+        Step::Add(docs, ids) => idx.add_tokens(&docs, &ids).unwrap(),
+        Step::Delete(ids) => idx.delete(&ids).unwrap(),
+        Step::Update(docs, ids) => idx.update_tokens(&docs, &ids).unwrap(),
+        Step::Merge(n) => idx.merge(n).unwrap(),
     }
 }
 
@@ -390,6 +407,9 @@ fn read_segment_ids_reads_only_the_ids() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+#[path = "seg_append_tests.rs"]
+mod append;
+
 #[path = "seg_robust_tests.rs"]
 mod robust;
 
@@ -439,6 +459,18 @@ fn measure_100k() {
     loaded.add_tokens(&more, &more_ids).unwrap();
     let s2 = save_dir(&mut loaded, &tok(), &dir).unwrap();
     let append = t.elapsed();
+    let (more2, more2_ids) = corpus(1_000, "f");
+    let t = Instant::now();
+    let s3 = append_tokens_dir(&dir, &more2, &more2_ids, AppendMode::Add).unwrap();
+    let append_dir = t.elapsed();
+    let gone: Vec<&String> = ids.iter().step_by(1000).collect();
+    let t = Instant::now();
+    delete_dir(&dir, &gone).unwrap();
+    let delete = t.elapsed();
+    eprintln!(
+        "append_tokens_dir 1k docs (no load): {append_dir:?} ({} bytes written); delete_dir 100 ids: {delete:?}",
+        s3.bytes_written
+    );
     let t = Instant::now();
     let blob = to_bytes(&loaded, &tok()).unwrap();
     let tb = t.elapsed();
