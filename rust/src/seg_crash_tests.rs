@@ -1,9 +1,13 @@
 //! Crash safety and concurrent readers (issue 14 §4), with a writer in
 //! another process: the test binary runs itself with a filter that selects
 //! `child_writer` and environment variables that make it write. The child
-//! applies the reproducible steps of `apply_step` from a given state, saving
-//! after each; the parent knows every state k the folder may hold, so it can
-//! check that what it loads is exactly one of them.
+//! applies the reproducible steps of `plan_step` from a given state, saving
+//! after each (load + change + `save_dir`, or `append_tokens_dir` /
+//! `delete_dir` on the folder, in alternate rounds); the parent knows every
+//! state k the folder may hold, so it can check that what it loads is exactly
+//! one of them: the state before or after some step, never a mix. (SIGKILL
+//! tests the protocol's ordering; a power cut, which the fsyncs are for, is
+//! not simulated.)
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +18,8 @@ const SEED: u64 = 0x5EED_CAFE;
 const ENV_DIR: &str = "BDNSCA_SEG_CHILD_DIR";
 const ENV_FROM: &str = "BDNSCA_SEG_CHILD_FROM";
 const ENV_TO: &str = "BDNSCA_SEG_CHILD_TO";
+/// "folder": `append_tokens_dir` / `delete_dir`; otherwise load, change, `save_dir`.
+const ENV_MODE: &str = "BDNSCA_SEG_CHILD_MODE";
 
 /// The writer, when run as a child (a no-op test otherwise): loads the folder
 /// (state `FROM`), then applies and saves steps FROM+1..=TO.
@@ -25,6 +31,28 @@ fn child_writer() {
     let from: u64 = std::env::var(ENV_FROM).unwrap().parse().unwrap();
     let to: u64 = std::env::var(ENV_TO).unwrap().parse().unwrap();
     let dir = PathBuf::from(dir);
+    if std::env::var(ENV_MODE).as_deref() == Ok("folder") {
+        // The CLI's path: change the folder without loading it.
+        for k in from + 1..=to {
+            match plan_step(&read_ids(&dir).unwrap(), SEED, k) {
+                Step::Add(docs, ids) => {
+                    append_tokens_dir(&dir, &docs, &ids, AppendMode::Add).unwrap();
+                }
+                Step::Update(docs, ids) => {
+                    append_tokens_dir(&dir, &docs, &ids, AppendMode::Update).unwrap();
+                }
+                Step::Delete(ids) => {
+                    delete_dir(&dir, &ids).unwrap();
+                }
+                Step::Merge(n) => {
+                    let (mut idx, _) = load_dir(&dir).unwrap();
+                    idx.merge(n).unwrap();
+                    save_dir(&mut idx, &tok(), &dir).unwrap();
+                }
+            }
+        }
+        return;
+    }
     let (mut idx, _) = load_dir(&dir).unwrap();
     for k in from + 1..=to {
         apply_step(&mut idx, SEED, k);
@@ -32,7 +60,7 @@ fn child_writer() {
     }
 }
 
-fn spawn_writer(dir: &Path, from: u64, to: u64) -> Child {
+fn spawn_writer(dir: &Path, from: u64, to: u64, folder: bool) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -43,6 +71,7 @@ fn spawn_writer(dir: &Path, from: u64, to: u64) -> Child {
         .env(ENV_DIR, dir)
         .env(ENV_FROM, from.to_string())
         .env(ENV_TO, to.to_string())
+        .env(ENV_MODE, if folder { "folder" } else { "memory" })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -83,7 +112,7 @@ fn a_writer_killed_at_random_points_leaves_a_state_before_or_after_a_step() {
     let (mut cur, mut kills, mut advanced) = (0u64, 0, 0);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(15) && kills < 40 && cur < LAST {
-        let mut child = spawn_writer(&dir, cur, LAST);
+        let mut child = spawn_writer(&dir, cur, LAST, kills % 2 == 1);
         std::thread::sleep(Duration::from_micros(2000 + rng.below(120_000)));
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -116,7 +145,7 @@ fn readers_see_whole_states_while_another_process_appends() {
     const LAST: u64 = 150;
     let all = states(LAST);
     let dir = fresh_dir("readers");
-    let mut child = spawn_writer(&dir, 0, LAST);
+    let mut child = spawn_writer(&dir, 0, LAST, true);
     let done = std::sync::atomic::AtomicBool::new(false);
     let start = Instant::now();
     let loads: Vec<(usize, u64)> = std::thread::scope(|s| {
