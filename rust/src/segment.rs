@@ -50,7 +50,7 @@
 //! ids and deletes; everything else is derived again on load (`from_forward`).
 //! Not done yet: the Python binding (§1), benchmarks of
 //! append cost and of search over segments against a merged index (§1, §2),
-//! Ray (§3), fuzzing and crash safety (§4).
+//! Ray (§3).
 //!
 //! Differences from a fresh build: parameters that overflow a weight are an
 //! error when a query meets such a weight (a fresh build refuses the whole
