@@ -35,8 +35,9 @@
 //! `from_bytes(bytes)`. Errors are `Error::IndexFile` (file and field named),
 //! `Error::Io`, or `Error::InvalidArgument` for an unsavable index.
 //!
-//! A little over 450 lines: the save protocol, the loader with its retry and
-//! `read_ids` share the private helpers here.
+//! About 500 lines on purpose: the save protocol, the loader with its retry,
+//! `read_ids` and the folder operations of `seg_append.rs` share the
+//! crate-private helpers here (file writing, commit, checks).
 
 use std::fs;
 use std::io::{Read, Write};

@@ -3,6 +3,10 @@
 //! a re-save writes, errors, and the loaders' robustness to arbitrary and
 //! mutated bytes (the proptest stand-in for fuzzing, `seg_robust_tests.rs`),
 //! crash safety and concurrent readers (`seg_crash_tests.rs`).
+//!
+//! Over 450 lines on purpose: the reproducible step generator, fingerprints
+//! and temp folders shared by the append, robustness and crash modules live
+//! here beside the round-trip tests.
 
 use proptest::prelude::*;
 
