@@ -17,6 +17,7 @@ pub mod scoring;
 pub mod search;
 pub mod segment;
 pub mod segmented;
+pub mod segmented_compile;
 pub mod segmented_prune;
 pub mod segmented_query;
 pub mod stats;
