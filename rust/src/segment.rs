@@ -353,6 +353,8 @@ impl SegmentData {
 }
 
 /// A segment and its deletes: the only part of an index that changes in place.
+/// A clone shares the immutable data and copies the deletes.
+#[derive(Clone)]
 pub struct Segment {
     pub(crate) data: std::sync::Arc<SegmentData>,
     deleted: Vec<u64>,
