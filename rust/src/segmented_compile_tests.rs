@@ -202,3 +202,50 @@ fn overflowing_parameters_are_an_error_not_a_bad_index() {
     let e = idx.compile().map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("non-finite"), "{e}");
 }
+
+/// Shards built separately and joined with `append` compile to the index of
+/// one build over all their documents; a live id in both, or other
+/// parameters, is refused and changes nothing. A deleted id may be in both.
+#[test]
+fn appended_shards_compile_as_one_build() {
+    let docs: Vec<Vec<String>> = (0..60)
+        .map(|i| {
+            (0..1 + i % 5)
+                .map(|j| format!("w{}", (i * 7 + j * 3) % 11))
+                .collect()
+        })
+        .collect();
+    let ids: Vec<String> = (0..60).map(|i| format!("d{i}")).collect();
+    let p = Params::new(Method::Bm25Plus, 1.2, 0.75, 0.5).unwrap();
+    let mut whole = SegmentedIndex::new(p);
+    whole.add_tokens(&docs[..20], &ids[..20]).unwrap();
+    whole.delete(&["d3"]).unwrap();
+    let mut shard = SegmentedIndex::new(p);
+    shard.add_tokens(&docs[20..40], &ids[20..40]).unwrap();
+    shard.add_tokens(&[vec!["w1"]], &["d3"]).unwrap();
+    shard.delete(&["d3"]).unwrap();
+    shard.add_tokens(&docs[40..], &ids[40..]).unwrap();
+    whole.append(&shard).unwrap();
+    assert_eq!(whole.n_segments(), 4);
+    let live: Vec<usize> = (0..60).filter(|&i| i != 3).collect();
+    let fresh = Bm25Index::from_tokens(
+        &live.iter().map(|&i| docs[i].clone()).collect::<Vec<_>>(),
+        p,
+    )
+    .unwrap()
+    .with_ids(&live.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>())
+    .unwrap();
+    assert_same(&whole.compile().unwrap(), &fresh).unwrap();
+    // The joined index keeps working: its ids are all located.
+    whole.delete(&["d50", "d5"]).unwrap();
+    assert!(!whole.contains("d50") && whole.contains("d51"));
+
+    let mut clash = SegmentedIndex::new(p);
+    clash.add_tokens(&[vec!["w1"]], &["d7"]).unwrap();
+    let e = whole.append(&clash).unwrap_err();
+    assert!(e.to_string().contains("\"d7\" is in both indexes"), "{e}");
+    let mut other = SegmentedIndex::new(Params::new(Method::Bm25Plus, 1.2, 0.75, 0.6).unwrap());
+    other.add_tokens(&[vec!["w1"]], &["zz"]).unwrap();
+    assert!(whole.append(&other).is_err());
+    assert_eq!(whole.n_segments(), 4);
+}
