@@ -46,7 +46,9 @@
 //! look-up, the term's live (tf, length) pairs and the postings up to its
 //! first live document; memory is about 16 bytes a posting (postings and
 //! forward list: document or term, and tf) plus the pairs and blocks.
-//! Not done yet: the Python binding and file format v2 (§1), benchmarks of
+//! Files: `seg_persist.rs` (issue 14's format v2) stores the forward lists,
+//! ids and deletes; everything else is derived again on load (`from_forward`).
+//! Not done yet: the Python binding (§1), benchmarks of
 //! append cost and of search over segments against a merged index (§1, §2),
 //! Ray (§3), fuzzing and crash safety (§4).
 //!
@@ -189,21 +191,18 @@ impl SegmentData {
         // Term ids follow first appearance: chunks in order, local ids in order.
         let (vocab, remaps) =
             crate::index::merge_vocabularies(chunks.iter_mut().map(|c| &mut c.terms));
-        let n_terms = vocab.len();
 
         let n_fwd: usize = chunks.iter().map(|c| c.entries.len()).sum();
         let mut fwd_ptr = Vec::with_capacity(docs.len() + 1);
         let mut fwd_terms = Vec::with_capacity(n_fwd);
         let mut fwd_tfs = Vec::with_capacity(n_fwd);
         let mut lens = Vec::with_capacity(docs.len());
-        let mut df = vec![0u64; n_terms];
         fwd_ptr.push(0u64);
         for (c, remap) in chunks.iter().zip(&remaps) {
             let mut start = 0;
             for (d, &end) in c.ends.iter().enumerate() {
                 for &(lt, tf) in &c.entries[start..end] {
                     let t = remap[lt as usize];
-                    df[t as usize] += 1;
                     fwd_terms.push(t);
                     fwd_tfs.push(tf);
                 }
@@ -213,6 +212,31 @@ impl SegmentData {
             }
         }
         drop(chunks);
+        Ok(Self::from_forward(
+            vocab, fwd_ptr, fwd_terms, fwd_tfs, lens, ids, tie,
+        ))
+    }
+
+    /// The rest of a segment from its forward lists: postings, block bounds
+    /// and (tf, length) pairs. `fwd_terms` must hold ids below `vocab.len()`,
+    /// each at most once per document, and every term must occur; `lens[d]` is
+    /// the sum of document d's tfs (`build` and the loader of `seg_persist.rs`
+    /// check this, so derived data is never read from a file).
+    pub(crate) fn from_forward(
+        vocab: FxHashMap<String, u32>,
+        fwd_ptr: Vec<u64>,
+        fwd_terms: Vec<u32>,
+        fwd_tfs: Vec<u32>,
+        lens: Vec<u32>,
+        ids: Vec<String>,
+        tie: TieKeys,
+    ) -> Self {
+        let n_terms = vocab.len();
+        let n_fwd = fwd_terms.len();
+        let mut df = vec![0u64; n_terms];
+        for &t in &fwd_terms {
+            df[t as usize] += 1;
+        }
         let total_len = lens.iter().map(|&l| l as u64).sum();
 
         let mut indptr = vec![0u64; n_terms + 1];
@@ -275,7 +299,7 @@ impl SegmentData {
             pair_ptr.push(pair_tf.len() as u64);
         }
 
-        Ok(SegmentData {
+        SegmentData {
             vocab,
             indptr,
             docs: post_docs,
@@ -294,7 +318,7 @@ impl SegmentData {
             pair_tf,
             pair_len,
             pair_count,
-        })
+        }
     }
 
     pub fn n_docs(&self) -> usize {
@@ -364,6 +388,9 @@ pub struct Segment {
     pub(crate) del_df: Vec<u32>,
     /// Per (tf, length) pair of `data`: postings whose document is deleted.
     pub(crate) pair_del: Vec<u32>,
+    /// The files this segment was last loaded from or saved to
+    /// (`seg_persist.rs`), so that a save to the same folder reuses them.
+    pub(crate) stored: Option<crate::seg_persist::Stored>,
 }
 
 impl Segment {
@@ -378,7 +405,13 @@ impl Segment {
             n_deleted: 0,
             deleted_len: 0,
             del_df: vec![0; n_terms],
+            stored: None,
         }
+    }
+
+    /// The deletes bitset: bit d % 64 of word d / 64 is set when d is deleted.
+    pub(crate) fn deleted_words(&self) -> &[u64] {
+        &self.deleted
     }
 
     #[inline]

@@ -30,6 +30,18 @@ impl SegmentedIndex {
         }
     }
 
+    /// An index of these segments (`seg_persist.rs`'s loader); the caller has
+    /// checked that no live id is in two segments.
+    pub(crate) fn from_segments(params: Params, segments: Vec<Segment>) -> Self {
+        let mut idx = SegmentedIndex {
+            params,
+            segments,
+            locate: FxHashMap::default(),
+        };
+        idx.relocate();
+        idx
+    }
+
     pub fn params(&self) -> Params {
         self.params
     }
