@@ -7,17 +7,20 @@ use std::sync::Arc;
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
 
-use super::bm25_state::{check_count, extract_ids, settings_of, tokenizer_of, Corpus, Flat, State};
+use super::bm25_state::{
+    check_count, extract_ids, settings_of, tokenizer_of, Corpus, Flat, State, NO_INDEX,
+};
 use super::convert::{extract_queries, extract_query};
 use super::errors::invalid;
 use super::pool::{run_in, thread_pool};
 use super::tokenizer::Tokenizer;
 use crate::index::{Bm25Index, HitTable};
-use crate::persist;
 use crate::scoring::{Method, Params};
 use crate::segmented::SegmentedIndex;
 use crate::tokenizer::Tokenizer as CoreTokenizer;
+use crate::{persist, seg_persist};
 
 type IdsAndScores<'py> = (Vec<Vec<String>>, Bound<'py, PyArray2<f32>>);
 type PositionsAndScores<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
@@ -320,18 +323,87 @@ impl Bm25 {
         ))
     }
 
-    /// Writes the index (TEMPORARY: single file until the segmented format lands).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    /// Writes the index as a folder (segment files, deletes files and a
+    /// manifest written last). Saving back to the folder an index was loaded
+    /// from writes only what changed. An index loaded from the single-file
+    /// format is written in that format again (it has no segments).
+    fn save(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let settings = settings_of(self.core_tokenizer());
+        match &mut self.state {
+            State::Empty => Err(invalid(format!("cannot save: {NO_INDEX}"))),
+            State::SingleFile(f) => {
+                let f = f.clone();
+                Ok(py.detach(move || persist::save(&f.index, &f.ids, &settings, &path))?)
+            }
+            State::Segmented { seg, .. } => {
+                if path.is_file() {
+                    return Err(invalid(format!(
+                        "{}: a file is there (an index in the single-file format?); an index is \
+                         saved as a folder: give another path, or remove the file first",
+                        path.display()
+                    )));
+                }
+                py.detach(|| seg_persist::save_dir(seg, &settings, &path))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Loads an index saved by `save`: a folder (segmented: searchable and
+    /// changeable), or a file of the older single-file format (searchable
+    /// only). A truncated, corrupt or foreign index raises IndexFileError.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        if path.is_dir() {
+            let (seg, tok) = py.detach(|| seg_persist::load_dir(&path))?;
+            return Self::from_state(py, seg, tokenizer_of(&tok)?);
+        }
+        let saved = py.detach(|| persist::load(&path))?;
+        Self::from_single_file(py, saved)
+    }
+
+    /// The live document ids of a saved index, in index order, without
+    /// loading its postings (a folder); a single file is loaded whole.
+    #[staticmethod]
+    fn read_ids(py: Python<'_>, path: PathBuf) -> PyResult<Vec<String>> {
+        if path.is_dir() {
+            return Ok(py.detach(|| seg_persist::read_ids(&path))?);
+        }
+        Ok(py.detach(|| persist::load(&path))?.ids)
+    }
+
+    /// Pickling (e.g. to ship an index to Ray workers): the index as one
+    /// checksummed blob.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let settings = settings_of(self.core_tokenizer());
+        let bytes = match &self.state {
+            State::SingleFile(f) => persist::to_bytes(&f.index, &f.ids, &settings),
+            State::Segmented { seg, .. } => py.detach(|| seg_persist::to_bytes(seg, &settings))?,
+            State::Empty => seg_persist::to_bytes(&SegmentedIndex::new(self.params), &settings)?,
+        };
+        let ctor = py.get_type::<Bm25>().getattr("_from_bytes")?;
+        (ctor, (PyBytes::new(py, &bytes),)).into_pyobject(py)
+    }
+
+    /// The inverse of `__reduce__`'s blob.
+    #[staticmethod]
+    fn _from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        // The single-file format's magic (persist.rs).
+        if data.starts_with(b"BDNSCAIX") {
+            let saved =
+                py.detach(|| persist::from_bytes(data, std::path::Path::new("<pickle>")))?;
+            return Self::from_single_file(py, saved);
+        }
+        let (seg, tok) = py.detach(|| seg_persist::from_bytes(data))?;
+        Self::from_state(py, seg, tokenizer_of(&tok)?)
+    }
+
+    /// Writes the older single-file format (weights only; it loads read-only).
+    /// For tests of the old format's loader.
+    fn _save_single_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let f = self.index_flat(py)?;
         let settings = settings_of(self.core_tokenizer());
         Ok(py.detach(move || persist::save(&f.index, &f.ids, &settings, &path))?)
-    }
-
-    /// Loads an index written by `save`.
-    #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let saved = py.detach(|| persist::load(&path))?;
-        Self::from_single_file(py, saved)
     }
 
     /// The position of document `doc_id` in the index (among live documents,
