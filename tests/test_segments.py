@@ -353,3 +353,28 @@ def test_cli_usage_errors(tmp_path):
     assert r.returncode == 2 and "--corpus" in r.stderr
     r = _cli("index", "--upsert", "--merge", "-o", tmp_path / "x")
     assert r.returncode == 2 and "--upsert goes with --append" in r.stderr
+
+
+def test_a_damaged_index_folder_raises_index_file_error_naming_the_file(tmp_path):
+    idx = BM25().index(_texts(30, 8), ids=[f"x{i}" for i in range(30)])
+    idx.save(tmp_path / "i")
+    (seg,) = (tmp_path / "i").glob("seg-*.bseg")
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    seg.write_bytes(bytes(data))
+    with pytest.raises(bdnsca.IndexFileError, match=re.escape(seg.name)):
+        BM25.load(tmp_path / "i")
+    with pytest.raises(BdnscaError, match="a file is there"):
+        idx.save(seg)
+
+
+def test_saving_back_writes_only_the_new_segment(tmp_path):
+    idx = BM25().index(_texts(30, 9), ids=[f"x{i}" for i in range(30)])
+    idx.save(tmp_path / "i")
+    first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "i").glob("seg-*")}
+    back = BM25.load(tmp_path / "i")
+    back.add(["ash bolt"], ["new"])
+    back.save(tmp_path / "i")
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "i").glob("seg-*")}
+    assert len(after) == 2 and all(after[n] == t for n, t in first.items())
+    assert BM25.read_ids(tmp_path / "i") == [f"x{i}" for i in range(30)] + ["new"]
