@@ -76,11 +76,13 @@ def test_any_sequence_of_changes_equals_a_fresh_index_of_the_live_documents(tmp_
             idx = idxs[m]
             if kind == "add":
                 ids = [i for i, _ in arg]
-                clash = next((i for i in ids if i in live), None) or next(
-                    (i for n, i in enumerate(ids) if i in ids[:n]), None
-                )
-                if clash is not None:
-                    with pytest.raises(BdnscaError, match=re.escape(repr(clash).replace("'", '"'))):
+                # The error names the first id already in the index, else one listed twice.
+                present = next((i for i in ids if i in live), None)
+                twice = sorted({i for n, i in enumerate(ids) if i in ids[:n]})
+                if present is not None or twice:
+                    named = [present] if present is not None else twice
+                    pattern = "|".join(re.escape(f'"{i}"') for i in named)
+                    with pytest.raises(BdnscaError, match=f"document id ({pattern})"):
                         idx.add([t for _, t in arg], ids)
                 else:
                     idx.add([t for _, t in arg], ids)
@@ -378,3 +380,17 @@ def test_saving_back_writes_only_the_new_segment(tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "i").glob("seg-*")}
     assert len(after) == 2 and all(after[n] == t for n, t in first.items())
     assert BM25.read_ids(tmp_path / "i") == [f"x{i}" for i in range(30)] + ["new"]
+
+
+def test_index_sha256_follows_the_manifest_of_a_folder_and_the_bytes_of_a_file(tmp_path):
+    from bdnsca.data.io import Corpus, Document, file_sha256, index_sha256
+    from bdnsca.retrieval.segments import append_to_index
+
+    BM25().index(["ash bolt", "crow"], ids=["a", "b"]).save(tmp_path / "i")
+    h0 = index_sha256(tmp_path / "i")
+    assert h0 == file_sha256(tmp_path / "i" / "manifest.json")
+    assert index_sha256(tmp_path / "i") == h0  # stable while nothing changes
+    append_to_index(tmp_path / "i", Corpus([Document(doc_id="c", text="dusk")]))
+    assert index_sha256(tmp_path / "i") != h0
+    BM25().index(["ash"], ids=["a"])._save_single_file(tmp_path / "old.idx")
+    assert index_sha256(tmp_path / "old.idx") == file_sha256(tmp_path / "old.idx")

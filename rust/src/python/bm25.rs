@@ -1,6 +1,11 @@
 //! `bdnsca._core.BM25`: an index over a corpus with its document ids and the
 //! tokenizer its queries go through. What it holds (segments, and a flat
 //! index compiled from them for search) is in `bm25_state.rs`.
+//!
+//! Over 450 lines on purpose: pyo3 takes one `#[pymethods]` block per class
+//! (the crate does not enable `multiple-pymethods`), and this file is that
+//! block, method by method thin over `bm25_state.rs`, the core and its
+//! persistence; splitting it would mean a second class or that feature.
 
 use std::path::PathBuf;
 use std::sync::Arc;
