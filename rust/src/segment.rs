@@ -48,9 +48,10 @@
 //! forward list: document or term, and tf) plus the pairs and blocks.
 //! Files: `seg_persist.rs` (issue 14's format v2) stores the forward lists,
 //! ids and deletes; everything else is derived again on load (`from_forward`).
-//! Not done yet: the Python binding (§1), benchmarks of
-//! append cost and of search over segments against a merged index (§1, §2),
-//! Ray (§3), fuzzing and crash safety (§4).
+//! The Python `BM25` keeps a `SegmentedIndex` and searches a flat
+//! `Bm25Index` compiled from it (`segmented_compile.rs`).
+//! Not done yet: benchmarks of append cost and of search over segments
+//! against a merged index (§1, §2), Ray (§3).
 //!
 //! Differences from a fresh build: parameters that overflow a weight are an
 //! error when a query meets such a weight (a fresh build refuses the whole
