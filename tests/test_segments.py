@@ -394,3 +394,14 @@ def test_index_sha256_follows_the_manifest_of_a_folder_and_the_bytes_of_a_file(t
     assert index_sha256(tmp_path / "i") != h0
     BM25().index(["ash"], ids=["a"])._save_single_file(tmp_path / "old.idx")
     assert index_sha256(tmp_path / "old.idx") == file_sha256(tmp_path / "old.idx")
+
+
+def test_cli_build_over_an_old_single_file_index_replaces_it_with_a_folder(tmp_path):
+    old = tmp_path / "npc.index"
+    BM25().index(["stale"], ids=["zz"])._save_single_file(old)
+    rows = [("a", "ash bolt"), ("b", "crow dusk")]
+    r = _cli("index", "--corpus", _corpus(tmp_path / "c.jsonl", rows), "-o", old)
+    assert r.returncode == 0, r.stderr
+    assert "replaced the single-file index" in r.stderr
+    assert old.is_dir() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    _assert_index_holds(old, dict(rows))

@@ -121,7 +121,7 @@ def _build(
     """bdnsca index --corpus: a new index folder (one segment, or --shards N)."""
     from bdnsca.data.io import read_corpus
     from bdnsca.retrieval.bm25 import build_index, make_tokenizer
-    from bdnsca.retrieval.segments import build_sharded
+    from bdnsca.retrieval.segments import build_sharded, save_new_index
 
     with con.status("reading corpus"):
         docs = read_corpus(corpus, dedupe=dedupe)
@@ -139,7 +139,8 @@ def _build(
         with con.status(f"indexing {len(docs):,} documents"):
             bm25 = build_index(docs, tokenizer=tokenizer, **settings)
     with con.status("saving"):
-        bm25.save(output)
+        if save_new_index(bm25, output):
+            con.print(f"replaced the single-file index at {output} with an index folder")
     con.print(
         f"indexed {bm25.n_docs:,} documents, {bm25.vocab_size:,} terms, {bm25.n_postings:,} postings "
         f"({method}, {bm25.n_segments} segment{'s' if bm25.n_segments != 1 else ''}) -> {output} "

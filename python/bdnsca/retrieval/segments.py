@@ -58,6 +58,27 @@ def _load_changeable(index: str | os.PathLike[str]) -> BM25:
     return BM25.load(index)
 
 
+def save_new_index(bm25: BM25, output: str | os.PathLike[str]) -> bool:
+    """Saves a newly built index to the folder ``output``. An older single-file index there is
+    replaced (the folder is written beside it first, then swapped in); returns whether one was.
+    An existing index folder is overwritten by the save (its unused files are removed)."""
+    out = Path(output)
+    if not out.is_file():
+        bm25.save(out)
+        return False
+    tmp = out.with_name(f".{out.name}.new-{os.getpid()}")
+    try:
+        bm25.save(tmp)
+        out.unlink()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
 def read_id_list(path: str | os.PathLike[str]) -> list[str]:
     """Document ids to delete: one per line (``.jsonl``: objects with ``doc_id``/``_id``/``id``).
     An id listed twice is an error naming it and its lines."""
