@@ -84,7 +84,8 @@ def test_search_k_zero_and_corrupt_index(tmp_path):
     assert bdnsca("index", "--corpus", c, "-o", tmp_path / "x.idx").returncode == 0
     r = bdnsca("search", "--index", tmp_path / "x.idx", "--queries", q, "-o", tmp_path / "r.trec", "-k", 0)
     assert r.returncode == 1 and "k must be >= 1" in r.stderr
-    (tmp_path / "x.idx").write_bytes((tmp_path / "x.idx").read_bytes()[:-9])
+    (seg,) = (tmp_path / "x.idx").glob("seg-*.bseg")  # the index folder's one segment
+    seg.write_bytes(seg.read_bytes()[:-9])
     r = bdnsca("search", "--index", tmp_path / "x.idx", "--queries", q, "-o", tmp_path / "r.trec")
     assert r.returncode == 1 and ("checksum" in r.stderr or "truncated" in r.stderr)
 

@@ -77,12 +77,33 @@ class BM25:
     def index(
         self, corpus: Sequence[str] | Sequence[Sequence[str]], ids: Sequence[str] | None = None
     ) -> BM25:
-        """Index raw texts or pre-tokenised documents under ``ids`` ("0".."n-1" by default).
+        """Index raw texts or pre-tokenised documents under ``ids`` ("0".."n-1" by default), as
+        one segment; replaces any previous index.
 
         Raises BdnscaError for an empty corpus, duplicate ids, a length mismatch or parameters
         that overflow a term weight on this corpus; TypeError for mixed or non-string input.
         Returns self.
         """
+    def add(self, corpus: Sequence[str] | Sequence[Sequence[str]], ids: Sequence[str]) -> None:
+        """Add documents (texts or token lists) under ``ids`` as a new segment, without a rebuild:
+        scores afterwards equal a fresh ``index`` of the live documents (the old ones in order,
+        then these). Raises BdnscaError naming an id already in the index (use ``update``) or
+        repeated in ``ids``; nothing changes then. Raises BdnscaError for an index loaded from
+        the single-file format (it cannot change: rebuild it)."""
+    def update(self, corpus: Sequence[str] | Sequence[Sequence[str]], ids: Sequence[str]) -> None:
+        """Replace the documents with these ids (each must be in the index): the old versions
+        are deleted and the new ones appended as a new segment. Raises BdnscaError naming an id
+        not in the index."""
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete the documents with these ids. Raises BdnscaError naming an id not in the index
+        or listed twice (nothing is deleted then). A deleted id may be added again."""
+    def merge(self, max_segments: int = 1) -> None:
+        """Join adjacent segments until at most ``max_segments`` remain, dropping deleted
+        documents; scores and rankings do not change."""
+    def add_index(self, other: BM25) -> None:
+        """Append ``other``'s segments (an index built separately, e.g. a shard) after this
+        index's. Same method, parameters and tokenizer required; an id live in both is a
+        BdnscaError naming it."""
     def get_scores(self, query: str | Sequence[str]) -> npt.NDArray[np.float32]:
         """The score of every document, in index order. Repeated query tokens count each time."""
     def search(self, query: str | Sequence[str], k: int = 10) -> list[tuple[str, float]]:
@@ -108,16 +129,28 @@ class BM25:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """As ``search_batch``, with document positions (int64, -1 padded) instead of ids."""
     def save(self, path: str | PathLike[str]) -> None:
-        """Write one versioned, checksummed index file, atomically (temp file, then rename)."""
+        """Write the index as a folder: one file per segment, a deletes file per segment with
+        deletes (each with a CRC), and ``manifest.json`` written last, so a crash leaves the old
+        index or the new one. Saving back to the folder the index was loaded from writes only
+        new segments, new deletes and the manifest. An index loaded from the single-file format
+        is written in that format again. Raises BdnscaError when a file is at ``path``."""
     @staticmethod
     def load(path: str | PathLike[str]) -> BM25:
-        """Load an index written by ``save`` (format versions 1 and 2). Raises IndexFileError for
-        a truncated, corrupt or foreign file, including one whose checksum is right but whose
-        structure is not (unsorted or repeated postings, duplicate ids, non-finite or negative
-        weights, an unknown method code, counts out of bounds); FileNotFoundError when it is
-        missing."""
+        """Load an index written by ``save``: a folder, or a file of the older single-file format
+        (format versions 1 and 2; weights only, so it searches but cannot change). Raises
+        IndexFileError for a truncated, corrupt or foreign index, including one whose checksum
+        is right but whose structure is not (unsorted or repeated postings, duplicate ids,
+        non-finite or negative weights, an unknown method code, counts out of bounds);
+        FileNotFoundError when it is missing."""
+    @staticmethod
+    def read_ids(path: str | PathLike[str]) -> list[str]:
+        """The live document ids of a saved index in index order, read without its postings
+        (a folder index; a single file is loaded whole)."""
+    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+        """Pickle support (e.g. shipping an index to Ray workers): the index as one checksummed
+        blob with its tokenizer."""
     def doc_index(self, doc_id: str) -> int | None:
-        """The position of ``doc_id`` in the index, or None."""
+        """The position of ``doc_id`` among the live documents in index order, or None."""
     @property
     def ids(self) -> list[str]: ...
     @property
@@ -131,14 +164,19 @@ class BM25:
     @property
     def tokenizer(self) -> Tokenizer: ...
     @property
-    def n_docs(self) -> int: ...
+    def n_docs(self) -> int:
+        """Live documents (deleted ones are not counted)."""
+    @property
+    def n_segments(self) -> int:
+        """Segments (1 for an index loaded from the single-file format)."""
     @property
     def vocab_size(self) -> int: ...
     @property
     def n_postings(self) -> int: ...
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by the index arrays and vocabulary."""
+        """Bytes held by the search index's arrays and vocabulary (the flat index compiled from
+        the segments for search; the segments are not counted)."""
     def __len__(self) -> int: ...
 
 def evaluate_matrix(

@@ -22,6 +22,7 @@ pub mod seg_manifest;
 pub mod seg_persist;
 pub mod segment;
 pub mod segmented;
+pub mod segmented_compile;
 pub mod segmented_prune;
 pub mod segmented_query;
 pub mod stats;

@@ -48,9 +48,8 @@
 //! forward list: document or term, and tf) plus the pairs and blocks.
 //! Files: `seg_persist.rs` (issue 14's format v2) stores the forward lists,
 //! ids and deletes; everything else is derived again on load (`from_forward`).
-//! Not done yet: the Python binding (§1), benchmarks of
-//! append cost and of search over segments against a merged index (§1, §2),
-//! Ray (§3).
+//! The Python `BM25` keeps a `SegmentedIndex` and searches a flat
+//! `Bm25Index` compiled from it (`segmented_compile.rs`).
 //!
 //! Differences from a fresh build: parameters that overflow a weight are an
 //! error when a query meets such a weight (a fresh build refuses the whole
@@ -377,6 +376,8 @@ impl SegmentData {
 }
 
 /// A segment and its deletes: the only part of an index that changes in place.
+/// A clone shares the immutable data and copies the deletes.
+#[derive(Clone)]
 pub struct Segment {
     pub(crate) data: std::sync::Arc<SegmentData>,
     deleted: Vec<u64>,

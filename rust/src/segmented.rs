@@ -121,6 +121,64 @@ impl SegmentedIndex {
         self.add_with(docs, ids, true, &emit_tokens::<D, S>)
     }
 
+    /// Replaces the documents with these ids by raw texts, tokenised with
+    /// `tokenizer` (as `update_tokens`).
+    pub fn update_texts<S: AsRef<str> + Sync, I: AsRef<str>>(
+        &mut self,
+        texts: &[S],
+        ids: &[I],
+        tokenizer: &Tokenizer,
+    ) -> Result<()> {
+        self.add_with(
+            texts,
+            ids,
+            true,
+            &|t: &S, emit: &mut dyn FnMut(&str, u32)| {
+                tokenizer.for_each_token(t.as_ref(), |tok| emit(tok, 1))
+            },
+        )
+    }
+
+    /// Appends `other`'s segments (shared, not copied) after this index's, so
+    /// indexes built separately (shards) become one. Both must score with the
+    /// same parameters, and no live id may be in both (nothing changes then).
+    pub fn append(&mut self, other: &SegmentedIndex) -> Result<()> {
+        let (a, b) = (self.params, other.params);
+        if a.method != b.method
+            || a.k1.to_bits() != b.k1.to_bits()
+            || a.b.to_bits() != b.b.to_bits()
+            || a.delta.to_bits() != b.delta.to_bits()
+        {
+            return Err(Error::invalid(format!(
+                "cannot join indexes with different BM25 parameters ({} k1={} b={} delta={} vs {} k1={} b={} delta={})",
+                self.params.method.name(),
+                self.params.k1,
+                self.params.b,
+                self.params.delta,
+                other.params.method.name(),
+                other.params.k1,
+                other.params.b,
+                other.params.delta
+            )));
+        }
+        if let Some(id) = other.live_ids().into_iter().find(|id| self.contains(id)) {
+            return Err(Error::invalid(format!(
+                "document id {id:?} is in both indexes (nothing was joined)"
+            )));
+        }
+        if self.segments.len() + other.segments.len() > u32::MAX as usize {
+            return Err(Error::invalid(
+                "an index holds at most 4,294,967,295 segments: merge it",
+            ));
+        }
+        let base = self.segments.len() as u32;
+        for (id, &(s, d)) in &other.locate {
+            self.locate.insert(id.clone(), (s + base, d));
+        }
+        self.segments.extend(other.segments.iter().cloned());
+        Ok(())
+    }
+
     fn add_with<T: Sync, I: AsRef<str>, F>(
         &mut self,
         docs: &[T],

@@ -157,7 +157,7 @@ impl SegmentedIndex {
         Ok(plan)
     }
 
-    fn non_finite(&self, w: f32) -> Error {
+    pub(crate) fn non_finite(&self, w: f32) -> Error {
         let p = self.params;
         Error::invalid(format!(
             "{} with k1 = {}, b = {}, delta = {} gives a non-finite term weight ({w}) on this corpus: use smaller parameters",

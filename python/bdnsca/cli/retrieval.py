@@ -53,8 +53,40 @@ def _check_ray_flags(ray_address, ray_tasks, ray_object_store) -> None:
 
 
 @cli.command("index", context_settings=CONTEXT)
-@click.option("--corpus", required=True, type=click.Path(exists=True), help="Corpus JSONL or BEIR folder.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write.")
+@click.option("--corpus", type=click.Path(exists=True), help="Corpus JSONL or BEIR folder to index.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(),
+    help="Index folder to write (or, with --append/--delete/--merge, to change).",
+)
+@click.option(
+    "--append",
+    "append_corpus",
+    type=click.Path(exists=True),
+    default=None,
+    help="Add this corpus's documents to the existing index --output (ids already there are an "
+    "error unless --upsert).",
+)
+@click.option("--upsert", is_flag=True, help="With --append: replace documents whose id is already there.")
+@click.option(
+    "--delete",
+    "delete_ids",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Delete these ids from the existing index --output: one id per line (or a .jsonl with a "
+    "doc_id/_id/id field per line).",
+)
+@click.option("--merge", is_flag=True, help="Merge the index's segments (after --append/--delete, if given).")
+@click.option("--max-segments", default=1, show_default=True, type=int, help="Segments left by --merge.")
+@click.option(
+    "--shards",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Build N segments from N contiguous corpus slices.",
+)
 @click.option(
     "--method",
     default="lucene",
@@ -75,31 +107,81 @@ def _check_ray_flags(ray_address, ray_tasks, ray_object_store) -> None:
 )
 @click.option("--no-title", is_flag=True, help="Index the text alone, not title + text.")
 @click.option("--dedupe", is_flag=True, help="Drop documents whose id was seen before (else an error).")
-def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe) -> None:
-    """Build a BM25 index file from a corpus."""
+def index_cmd(
+    corpus, output, append_corpus, upsert, delete_ids, merge, max_segments, shards, method, k1, b, delta,
+    stopwords, stemmer, pattern, no_title, dedupe,
+) -> None:  # fmt: skip
+    """Build a BM25 index folder from a corpus, or change one: --append, --delete, --merge."""
     from bdnsca.data.io import read_corpus
-    from bdnsca.retrieval.bm25 import build_index, make_tokenizer
+    from bdnsca.retrieval import segments
 
     con = _console()
     t0 = time.perf_counter()
+    changes = [append_corpus is not None, delete_ids is not None]
+    if corpus is not None and (any(changes) or merge):
+        raise click.UsageError("--corpus builds a new index: use it without --append, --delete or --merge")
+    if corpus is None and not (any(changes) or merge):
+        raise click.UsageError("give --corpus (build), or --append, --delete or --merge (change --output)")
+    if all(changes):
+        raise click.UsageError("--append and --delete are separate runs: give one of them")
+    if upsert and append_corpus is None:
+        raise click.UsageError("--upsert goes with --append")
+    if corpus is None:
+        summary = None
+        if append_corpus is not None:
+            with con.status("reading corpus"):
+                docs = read_corpus(append_corpus, dedupe=dedupe)
+            with con.status(f"appending {len(docs):,} documents"):
+                summary = segments.append_to_index(output, docs, upsert=upsert, include_title=not no_title)
+        elif delete_ids is not None:
+            ids = segments.read_id_list(delete_ids)
+            with con.status(f"deleting {len(ids):,} documents"):
+                summary = segments.delete_from_index(output, ids)
+        if merge:
+            with con.status("merging segments"):
+                merged = segments.merge_index(output, max_segments)
+            if summary is None:
+                summary = merged
+            summary.segments, summary.live_docs = merged.segments, merged.live_docs
+        assert summary is not None
+        summary.seconds = time.perf_counter() - t0
+        con.print(summary.line(output))
+        return
+    _build(
+        con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe
+    )
+
+
+def _build(
+    con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe
+):
+    """bdnsca index --corpus: a new index folder (one segment, or --shards N)."""
+    from bdnsca.data.io import read_corpus
+    from bdnsca.retrieval.bm25 import build_index, make_tokenizer
+    from bdnsca.retrieval.segments import build_sharded, save_new_index
+
     with con.status("reading corpus"):
         docs = read_corpus(corpus, dedupe=dedupe)
     if docs.duplicates_dropped:
         con.print(f"dropped {docs.duplicates_dropped} documents with duplicate ids")
-    with con.status(f"indexing {len(docs):,} documents"):
-        bm25 = build_index(
-            docs,
-            method=method,
-            k1=k1,
-            b=b,
-            delta=delta,
-            tokenizer=make_tokenizer(stopwords, stemmer, pattern=pattern or "alnum"),
-            include_title=not no_title,
-        )
-        bm25.save(output)
+    settings = dict(method=method, k1=k1, b=b, delta=delta, include_title=not no_title)
+    tokenizer = make_tokenizer(stopwords, stemmer, pattern=pattern or "alnum")
+    if shards != 1:
+        with _progress() as bar:
+            task = bar.add_task(f"indexing {shards} shards", total=len(docs))
+            bm25 = build_sharded(
+                docs, shards, tokenizer=tokenizer, progress=lambda n: bar.advance(task, n), **settings
+            )
+    else:
+        with con.status(f"indexing {len(docs):,} documents"):
+            bm25 = build_index(docs, tokenizer=tokenizer, **settings)
+    with con.status("saving"):
+        if save_new_index(bm25, output):
+            con.print(f"replaced the single-file index at {output} with an index folder")
     con.print(
         f"indexed {bm25.n_docs:,} documents, {bm25.vocab_size:,} terms, {bm25.n_postings:,} postings "
-        f"({method}) -> {output} in {time.perf_counter() - t0:.2f}s"
+        f"({method}, {bm25.n_segments} segment{'s' if bm25.n_segments != 1 else ''}) -> {output} "
+        f"in {time.perf_counter() - t0:.2f}s"
     )
 
 
@@ -110,8 +192,8 @@ def index_cmd(corpus, output, method, k1, b, delta, stopwords, stemmer, pattern,
 @click.option(
     "--index",
     "index_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="BM25 index file (required unless --dense alone).",
+    type=click.Path(exists=True),
+    help="BM25 index (bdnsca index's folder, or an older single file; required unless --dense alone).",
 )
 @click.option(
     "--queries", required=True, type=click.Path(exists=True), help="Gold JSONL, BEIR queries or folder."
@@ -545,8 +627,8 @@ def _threshold(value: str) -> float | None:
 @click.option(
     "--index",
     "index_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Reuse an index file (bdnsca index) of this corpus; its method and tokenizer are used.",
+    type=click.Path(exists=True),
+    help="Reuse an index (bdnsca index) of this corpus; its method and tokenizer are used.",
 )
 @click.option(
     "--method",

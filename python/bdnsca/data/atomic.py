@@ -121,6 +121,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def index_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 identifying a BM25 index: of its ``manifest.json`` for an index folder (the
+    manifest names every segment and deletes file with its length and CRC, and changes with any
+    append, delete or merge), of the file itself for an older single-file index (or any file)."""
+    p = Path(path)
+    return file_sha256(p / "manifest.json" if p.is_dir() else p)
+
+
 def finite_or_none(obj: Any) -> Any:
     """``obj`` with every non-finite float (NaN, +-inf) replaced by ``None``, through dicts, lists
     and tuples: JSON has no NaN, and a missing value must read as missing, not as a number."""

@@ -227,7 +227,7 @@ class Retriever:
         from bdnsca._core import BM25
         from bdnsca.data.io import read_corpus
 
-        if not Path(spec.index).is_file():
+        if not Path(spec.index).exists():
             raise BdnscaError(f"retrieval index {spec.index} does not exist")
         self.bm25 = BM25.load(spec.index)
         corpus = read_corpus(spec.corpus)

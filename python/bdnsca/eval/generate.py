@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bdnsca.data.io import file_sha256, write_json, write_jsonl
+from bdnsca.data.io import file_sha256, index_sha256, write_json, write_jsonl
 from bdnsca.errors import BdnscaError, DataError
 from bdnsca.eval.arms import ArmSpec, read_arms, reranker_sha256
 from bdnsca.eval.requests import (
@@ -164,7 +164,7 @@ def _arm_record(a: ArmSpec, hashes: dict[str, str]) -> dict[str, Any]:
 
     def sha(path: str) -> str:
         if path not in hashes:
-            hashes[path] = file_sha256(path)
+            hashes[path] = index_sha256(path)  # a file's bytes; an index folder's manifest
         return hashes[path]
 
     d = a.to_dict()
@@ -362,9 +362,9 @@ def _resume(run: Path, progress: Progress | None) -> GenerateResult:
                     "started (SHA-256 differs); the rest of the run would not match what it has"
                 )
         for path, expected in checks:
-            if not Path(path).is_file():
+            if not Path(path).exists():
                 raise BdnscaError(f"--resume: arm {a['arm_id']!r} needs {path}, which no longer exists")
-            if expected and file_sha256(path) != expected:
+            if expected and index_sha256(path) != expected:
                 raise BdnscaError(
                     f"--resume: {path} changed since the run started (SHA-256 differs); "
                     "the rest of the run would not match what it has"

@@ -1,25 +1,31 @@
 //! `bdnsca._core.BM25`: an index over a corpus with its document ids and the
-//! tokenizer its queries go through.
+//! tokenizer its queries go through. What it holds (segments, and a flat
+//! index compiled from them for search) is in `bm25_state.rs`.
+//!
+//! Over 450 lines on purpose: pyo3 takes one `#[pymethods]` block per class
+//! (the crate does not enable `multiple-pymethods`), and this file is that
+//! block, method by method thin over `bm25_state.rs`, the core and its
+//! persistence; splitting it would mean a second class or that feature.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
-use rustc_hash::FxHashMap;
+use pyo3::types::{PyBytes, PyTuple};
 
-use super::convert::{
-    extract_queries, extract_query, extract_str, type_name, Arena, Query, TokenDocs,
+use super::bm25_state::{
+    check_count, extract_ids, settings_of, tokenizer_of, Corpus, Flat, State, NO_INDEX,
 };
+use super::convert::{extract_queries, extract_query};
 use super::errors::invalid;
 use super::pool::{run_in, thread_pool};
 use super::tokenizer::Tokenizer;
 use crate::index::{Bm25Index, HitTable};
-use crate::persist::{self, TokenizerSettings};
 use crate::scoring::{Method, Params};
+use crate::segmented::SegmentedIndex;
 use crate::tokenizer::Tokenizer as CoreTokenizer;
+use crate::{persist, seg_persist};
 
 type IdsAndScores<'py> = (Vec<Vec<String>>, Bound<'py, PyArray2<f32>>);
 type PositionsAndScores<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
@@ -29,25 +35,23 @@ type PositionsAndScores<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f
 pub struct Bm25 {
     params: Params,
     tokenizer: Py<Tokenizer>,
-    index: Option<Arc<Bm25Index>>,
-    ids: Arc<Vec<String>>,
-    id_pos: Option<Arc<FxHashMap<String, u32>>>,
+    state: State,
 }
 
 impl Bm25 {
-    pub(super) fn index_ref(&self) -> PyResult<&Arc<Bm25Index>> {
-        self.index.as_ref().ok_or_else(|| {
-            invalid("this BM25 has no index yet: call .index(corpus) or BM25.load(path)")
-        })
+    /// The flat index search and mining run on (compiled on first use).
+    pub(super) fn index_ref(&self, py: Python<'_>) -> PyResult<Arc<Bm25Index>> {
+        match self.state.flat(py)? {
+            Some(f) => Ok(f.index.clone()),
+            None => Err(invalid(
+                "the index has no live document (all were deleted): add documents first",
+            )),
+        }
     }
 
     /// The tokenizer string queries go through.
     pub(super) fn core_tokenizer(&self) -> &CoreTokenizer {
         &self.tokenizer.get().inner
-    }
-
-    fn term_ids(&self, q: &Query) -> PyResult<Vec<u32>> {
-        Ok(q.terms(self.index_ref()?, self.core_tokenizer()))
     }
 
     /// k as a count of results: >= 1, and no more than the documents indexed (so that
@@ -67,58 +71,55 @@ impl Bm25 {
         queries: &Bound<'_, PyAny>,
         k: usize,
         threads: Option<usize>,
-    ) -> PyResult<HitTable> {
-        let index = self.index_ref()?.clone();
+    ) -> PyResult<(HitTable, Option<Arc<Flat>>)> {
+        let flat = self.state.flat(py)?;
         let qs = extract_queries(queries)?;
+        let Some(f) = flat else {
+            let table = HitTable {
+                rows: qs.len(),
+                cols: 0,
+                docs: Vec::new(),
+                scores: Vec::new(),
+                lens: vec![0; qs.len()],
+            };
+            return Ok((table, None));
+        };
+        let index = f.index.clone();
         let pool = thread_pool(threads)?;
         let tok = self.tokenizer.clone_ref(py);
         let tok = &tok.get().inner;
-        Ok(py.detach(|| {
+        let table = py.detach(|| {
             run_in(&pool, || {
                 index.search_table(qs.len(), k, |i| qs[i].terms(&index, tok))
             })
-        })?)
+        })?;
+        Ok((table, Some(f)))
     }
-}
 
-/// Document ids as given (str, or anything with a str()), "0".."n-1" when absent.
-fn extract_ids(ids: Option<&Bound<'_, PyAny>>, n: usize) -> PyResult<Vec<String>> {
-    let Some(ids) = ids else {
-        return Ok((0..n).map(|i| i.to_string()).collect());
-    };
-    let mut v = Vec::with_capacity(n);
-    for id in ids.try_iter()? {
-        let id = id?;
-        v.push(match id.cast::<PyString>() {
-            Ok(s) => s.to_str()?.to_string(),
-            Err(_) => id.str()?.to_str()?.to_string(),
-        });
+    /// Adds (or, with `replace`, updates) documents as one new segment.
+    fn add_docs(
+        &mut self,
+        py: Python<'_>,
+        corpus: &Bound<'_, PyAny>,
+        ids: &Bound<'_, PyAny>,
+        replace: bool,
+    ) -> PyResult<()> {
+        let docs = Corpus::extract(corpus)?;
+        let ids = extract_ids(Some(ids), docs.len())?;
+        check_count(&ids, docs.len())?;
+        let tok = self.tokenizer.clone_ref(py);
+        let tok = &tok.get().inner;
+        let seg = self.state.seg_mut(if replace { "update" } else { "add" })?;
+        Ok(py.detach(|| docs.add_to(seg, &ids, tok, replace))?)
     }
-    Ok(v)
-}
 
-/// Token lists of every document, or a TypeError naming the first that is not one.
-fn extract_token_docs(items: &[Bound<'_, PyAny>]) -> PyResult<TokenDocs> {
-    let mut tokens = Arena::default();
-    let mut doc_ends = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if item.cast::<PyString>().is_ok() {
-            return Err(PyTypeError::new_err(format!(
-                "document {i} is a str but document 0 is a token list: pass all texts or all token lists"
-            )));
-        }
-        for t in item.try_iter().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "document {i} must be a str or a list of str tokens, got {}",
-                type_name(item)
-            ))
-        })? {
-            let t = t?;
-            tokens.push(extract_str(&t, || format!("each token of document {i}"))?);
-        }
-        doc_ends.push(tokens.len());
+    fn from_state(py: Python<'_>, seg: SegmentedIndex, tok: CoreTokenizer) -> PyResult<Self> {
+        Ok(Bm25 {
+            params: seg.params(),
+            tokenizer: Py::new(py, Tokenizer::from_core(tok))?,
+            state: State::segmented(seg),
+        })
     }
-    Ok(TokenDocs { tokens, doc_ends })
 }
 
 #[pymethods]
@@ -141,14 +142,13 @@ impl Bm25 {
         Ok(Bm25 {
             params,
             tokenizer,
-            index: None,
-            ids: Arc::new(Vec::new()),
-            id_pos: None,
+            state: State::Empty,
         })
     }
 
     /// Indexes `corpus` (raw texts, or pre-tokenised lists of tokens) under `ids`
-    /// ("0".."n-1" by default). Replaces any previous index. Returns self.
+    /// ("0".."n-1" by default) as one segment. Replaces any previous index.
+    /// Returns self.
     #[pyo3(signature = (corpus, ids=None))]
     fn index<'py>(
         mut slf: PyRefMut<'py, Self>,
@@ -156,51 +156,95 @@ impl Bm25 {
         ids: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyRefMut<'py, Self>> {
         let py = slf.py();
-        let items: Vec<Bound<'py, PyAny>> = corpus.try_iter()?.collect::<PyResult<_>>()?;
-        if items.is_empty() {
+        let docs = Corpus::extract(corpus)?;
+        if docs.len() == 0 {
             return Err(invalid("cannot index an empty corpus"));
         }
-        let id_list = extract_ids(ids, items.len())?;
-        if id_list.len() != items.len() {
+        let ids = extract_ids(ids, docs.len())?;
+        check_count(&ids, docs.len())?;
+        let params = slf.params;
+        let tok = slf.tokenizer.clone_ref(py);
+        let tok = &tok.get().inner;
+        let (seg, flat) = py.detach(|| -> crate::Result<(SegmentedIndex, Flat)> {
+            let mut seg = SegmentedIndex::new(params);
+            docs.add_to(&mut seg, &ids, tok, false)?;
+            // A fresh build refuses weights that overflow: so does `index`,
+            // and the first search then finds the flat index ready.
+            let flat = seg.compile()?;
+            let live = seg.live_ids().into_iter().map(str::to_string).collect();
+            Ok((seg, Flat::new(flat, live)))
+        })?;
+        slf.state = State::segmented(seg);
+        if let State::Segmented { flat: cache, .. } = &mut slf.state {
+            *cache.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(flat));
+        }
+        Ok(slf)
+    }
+
+    /// Adds documents (texts or token lists) under `ids` as a new segment. An
+    /// id already in the index is an error naming it (use `update`).
+    fn add(
+        &mut self,
+        py: Python<'_>,
+        corpus: &Bound<'_, PyAny>,
+        ids: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.add_docs(py, corpus, ids, false)
+    }
+
+    /// Replaces the documents with these ids (every one must be in the index):
+    /// the old versions are deleted and the new ones appended as a new segment.
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        corpus: &Bound<'_, PyAny>,
+        ids: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.add_docs(py, corpus, ids, true)
+    }
+
+    /// Deletes the documents with these ids; an unknown id is an error naming
+    /// it, and then nothing is deleted.
+    fn delete(&mut self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ids = extract_ids(Some(ids), 0)?;
+        let seg = self.state.seg_mut("delete")?;
+        Ok(py.detach(|| seg.delete(&ids))?)
+    }
+
+    /// Joins adjacent segments until at most `max_segments` remain and drops
+    /// deleted documents; scores and rankings do not change.
+    #[pyo3(signature = (max_segments=1))]
+    fn merge(&mut self, py: Python<'_>, max_segments: i64) -> PyResult<()> {
+        if max_segments < 1 {
             return Err(invalid(format!(
-                "got {} ids for {} documents",
-                id_list.len(),
-                items.len()
+                "max_segments must be >= 1, got {max_segments}"
             )));
         }
-        let mut id_pos: FxHashMap<String, u32> = FxHashMap::default();
-        id_pos.reserve(id_list.len());
-        for (i, id) in id_list.iter().enumerate() {
-            if let Some(first) = id_pos.insert(id.clone(), i as u32) {
-                return Err(invalid(format!(
-                    "duplicate document id {id:?} (documents {first} and {i})"
-                )));
-            }
-        }
-        let params = slf.params;
-        let custom_ids = ids.is_some();
-        let index = if items[0].cast::<PyString>().is_ok() {
-            let mut arena = Arena::default();
-            for (i, item) in items.iter().enumerate() {
-                arena.push(extract_str(item, || format!("document {i}"))?);
-            }
-            let tok = slf.tokenizer.clone_ref(py);
-            let tok = &tok.get().inner;
-            py.detach(|| Bm25Index::from_texts(&arena.all(), tok, params))
-        } else {
-            let docs = extract_token_docs(&items)?;
-            py.detach(|| Bm25Index::from_tokens(&docs.lists(), params))
-        }?;
-        // Ties rank by id; without ids the core's positional ids are these.
-        let index = if custom_ids {
-            index.with_ids(&id_list)?
-        } else {
-            index
+        let seg = self.state.seg_mut("merge")?;
+        Ok(py.detach(|| seg.merge(max_segments as usize))?)
+    }
+
+    /// Appends the segments of `other` (built separately, e.g. a shard) after
+    /// this index's. Same method, parameters and tokenizer required; an id
+    /// live in both is an error naming it.
+    fn add_index(&mut self, py: Python<'_>, other: PyRef<'_, Bm25>) -> PyResult<()> {
+        let State::Segmented { seg: theirs, .. } = &other.state else {
+            return Err(invalid(match other.state {
+                State::Empty => "add_index: the other BM25 has no index yet",
+                _ => {
+                    "add_index: the other index was saved in the single-file format (weights \
+                      only); rebuild it with `bdnsca index` (or BM25.index) of this version"
+                }
+            }));
         };
-        slf.index = Some(Arc::new(index));
-        slf.ids = Arc::new(id_list);
-        slf.id_pos = Some(Arc::new(id_pos));
-        Ok(slf)
+        if settings_of(other.core_tokenizer()) != settings_of(self.core_tokenizer()) {
+            return Err(invalid(
+                "add_index: the two indexes tokenise differently (lowercase, stopwords, stemmer \
+                 or pattern differ)",
+            ));
+        }
+        let ours = self.state.seg_mut("add an index")?;
+        Ok(py.detach(|| ours.append(theirs))?)
     }
 
     /// The score of every document for `query` (a string or a token list), in index order.
@@ -210,9 +254,11 @@ impl Bm25 {
         query: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let q = extract_query(query, || "query".into())?;
-        let ids = self.term_ids(&q)?;
-        let index = self.index_ref()?.clone();
-        let scores = py.detach(|| index.scores(&ids));
+        let Some(f) = self.state.flat(py)? else {
+            return Ok(PyArray1::from_vec(py, Vec::new()));
+        };
+        let ids = q.terms(&f.index, self.core_tokenizer());
+        let scores = py.detach(|| f.index.scores(&ids));
         Ok(PyArray1::from_vec(py, scores))
     }
 
@@ -227,12 +273,14 @@ impl Bm25 {
     ) -> PyResult<Vec<(String, f32)>> {
         let k = self.check_k(k)?;
         let q = extract_query(query, || "query".into())?;
-        let ids = self.term_ids(&q)?;
-        let index = self.index_ref()?.clone();
-        let hits = py.detach(|| index.search(&ids, k));
+        let Some(f) = self.state.flat(py)? else {
+            return Ok(Vec::new());
+        };
+        let ids = q.terms(&f.index, self.core_tokenizer());
+        let hits = py.detach(|| f.index.search(&ids, k));
         Ok(hits
             .into_iter()
-            .map(|h| (self.ids[h.doc as usize].clone(), h.score))
+            .map(|h| (f.ids[h.doc as usize].clone(), h.score))
             .collect())
     }
 
@@ -249,15 +297,14 @@ impl Bm25 {
         threads: Option<usize>,
     ) -> PyResult<IdsAndScores<'py>> {
         let k = self.check_k(k)?;
-        let t = self.batch_hits(py, queries, k, threads)?;
+        let (t, f) = self.batch_hits(py, queries, k, threads)?;
         let mut out_ids = Vec::with_capacity(t.rows);
         for (qi, &len) in t.lens.iter().enumerate() {
             let row = &t.docs[qi * t.cols..qi * t.cols + len];
-            out_ids.push(
-                row.iter()
-                    .map(|&d| self.ids[d as usize].clone())
-                    .collect::<Vec<_>>(),
-            );
+            out_ids.push(match &f {
+                Some(f) => row.iter().map(|&d| f.ids[d as usize].clone()).collect(),
+                None => Vec::new(),
+            });
         }
         let arr = PyArray1::from_vec(py, t.scores).reshape([t.rows, t.cols])?;
         Ok((out_ids, arr))
@@ -274,65 +321,119 @@ impl Bm25 {
         threads: Option<usize>,
     ) -> PyResult<PositionsAndScores<'py>> {
         let k = self.check_k(k)?;
-        let t = self.batch_hits(py, queries, k, threads)?;
+        let (t, _) = self.batch_hits(py, queries, k, threads)?;
         Ok((
             PyArray1::from_vec(py, t.docs).reshape([t.rows, t.cols])?,
             PyArray1::from_vec(py, t.scores).reshape([t.rows, t.cols])?,
         ))
     }
 
-    /// Writes the index to one versioned, checksummed file, atomically.
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        let index = self.index_ref()?.clone();
-        let tok = self.core_tokenizer();
-        let ids = self.ids.clone();
-        let settings = TokenizerSettings {
-            lowercase: tok.lowercase(),
-            stopwords: tok.stopwords(),
-            stemmer: tok.stemmer_name().map(str::to_string),
-            pattern: tok.pattern(),
-        };
-        Ok(py.detach(move || persist::save(&index, &ids, &settings, &path))?)
+    /// Writes the index as a folder (segment files, deletes files and a
+    /// manifest written last). Saving back to the folder an index was loaded
+    /// from writes only what changed. An index loaded from the single-file
+    /// format is written in that format again (it has no segments).
+    fn save(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let settings = settings_of(self.core_tokenizer());
+        match &mut self.state {
+            State::Empty => Err(invalid(format!("cannot save: {NO_INDEX}"))),
+            State::SingleFile(f) => {
+                let f = f.clone();
+                Ok(py.detach(move || persist::save(&f.index, &f.ids, &settings, &path))?)
+            }
+            State::Segmented { seg, .. } => {
+                if path.is_file() {
+                    return Err(invalid(format!(
+                        "{}: a file is there (an index in the single-file format?); an index is \
+                         saved as a folder: give another path, or remove the file first",
+                        path.display()
+                    )));
+                }
+                py.detach(|| seg_persist::save_dir(seg, &settings, &path))?;
+                Ok(())
+            }
+        }
     }
 
-    /// Loads an index written by `save`. A truncated, corrupt or foreign file
-    /// raises IndexFileError.
+    /// Loads an index saved by `save`: a folder (segmented: searchable and
+    /// changeable), or a file of the older single-file format (searchable
+    /// only). A truncated, corrupt or foreign index raises IndexFileError.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        if path.is_dir() {
+            let (seg, tok) = py.detach(|| seg_persist::load_dir(&path))?;
+            return Self::from_state(py, seg, tokenizer_of(&tok)?);
+        }
         let saved = py.detach(|| persist::load(&path))?;
-        let tokenizer = Py::new(
-            py,
-            Tokenizer::from_core(CoreTokenizer::with_pattern(
-                saved.tokenizer.lowercase,
-                saved.tokenizer.stopwords,
-                saved.tokenizer.stemmer.as_deref(),
-                saved.tokenizer.pattern,
-            )?),
-        )?;
-        let params = saved.index.params();
-        let id_pos: FxHashMap<String, u32> = saved
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i as u32))
-            .collect();
-        Ok(Bm25 {
-            params,
-            tokenizer,
-            index: Some(Arc::new(saved.index)),
-            ids: Arc::new(saved.ids),
-            id_pos: Some(Arc::new(id_pos)),
+        Self::from_single_file(py, saved)
+    }
+
+    /// The live document ids of a saved index, in index order, without
+    /// loading its postings (a folder); a single file is loaded whole.
+    #[staticmethod]
+    fn read_ids(py: Python<'_>, path: PathBuf) -> PyResult<Vec<String>> {
+        if path.is_dir() {
+            return Ok(py.detach(|| seg_persist::read_ids(&path))?);
+        }
+        Ok(py.detach(|| persist::load(&path))?.ids)
+    }
+
+    /// Pickling (e.g. to ship an index to Ray workers): the index as one
+    /// checksummed blob.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let settings = settings_of(self.core_tokenizer());
+        let bytes = match &self.state {
+            State::SingleFile(f) => persist::to_bytes(&f.index, &f.ids, &settings),
+            State::Segmented { seg, .. } => py.detach(|| seg_persist::to_bytes(seg, &settings))?,
+            State::Empty => seg_persist::to_bytes(&SegmentedIndex::new(self.params), &settings)?,
+        };
+        let ctor = py.get_type::<Bm25>().getattr("_from_bytes")?;
+        (ctor, (PyBytes::new(py, &bytes),)).into_pyobject(py)
+    }
+
+    /// The inverse of `__reduce__`'s blob.
+    #[staticmethod]
+    fn _from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        // The single-file format's magic (persist.rs).
+        if data.starts_with(b"BDNSCAIX") {
+            let saved =
+                py.detach(|| persist::from_bytes(data, std::path::Path::new("<pickle>")))?;
+            return Self::from_single_file(py, saved);
+        }
+        let (seg, tok) = py.detach(|| seg_persist::from_bytes(data))?;
+        Self::from_state(py, seg, tokenizer_of(&tok)?)
+    }
+
+    /// Writes the older single-file format (weights only; it loads read-only).
+    /// For tests of the old format's loader.
+    fn _save_single_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let f = self.index_flat(py)?;
+        let settings = settings_of(self.core_tokenizer());
+        Ok(py.detach(move || persist::save(&f.index, &f.ids, &settings, &path))?)
+    }
+
+    /// The position of document `doc_id` in the index (among live documents,
+    /// in index order), or None.
+    fn doc_index(&self, py: Python<'_>, doc_id: &str) -> PyResult<Option<u32>> {
+        Ok(match &self.state {
+            State::Segmented { seg, .. } if !seg.contains(doc_id) => None,
+            State::Empty => None,
+            _ => self
+                .state
+                .flat(py)?
+                .and_then(|f| f.id_pos.get(doc_id).copied()),
         })
     }
 
-    /// The position of document `doc_id` in the index, or None.
-    fn doc_index(&self, doc_id: &str) -> Option<u32> {
-        self.id_pos.as_ref().and_then(|m| m.get(doc_id).copied())
-    }
-
+    /// The live documents' ids, in index order.
     #[getter]
     fn ids(&self) -> Vec<String> {
-        self.ids.as_ref().clone()
+        match &self.state {
+            State::Empty => Vec::new(),
+            State::SingleFile(f) => f.ids.as_ref().clone(),
+            State::Segmented { seg, .. } => {
+                seg.live_ids().into_iter().map(str::to_string).collect()
+            }
+        }
     }
     #[getter]
     fn method(&self) -> &'static str {
@@ -354,22 +455,33 @@ impl Bm25 {
     fn tokenizer(&self, py: Python<'_>) -> Py<Tokenizer> {
         self.tokenizer.clone_ref(py)
     }
+    /// Live documents.
     #[getter]
     fn n_docs(&self) -> usize {
-        self.index.as_ref().map_or(0, |i| i.n_docs())
+        self.state.n_docs()
+    }
+    /// Segments (1 for an index loaded from the single-file format).
+    #[getter]
+    fn n_segments(&self) -> usize {
+        match &self.state {
+            State::Empty => 0,
+            State::SingleFile(_) => 1,
+            State::Segmented { seg, .. } => seg.n_segments(),
+        }
+    }
+    /// Terms of the live documents (compiles the search index when needed).
+    #[getter]
+    fn vocab_size(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.flat_or_none(py)?.map_or(0, |f| f.index.n_terms()))
     }
     #[getter]
-    fn vocab_size(&self) -> usize {
-        self.index.as_ref().map_or(0, |i| i.n_terms())
+    fn n_postings(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.flat_or_none(py)?.map_or(0, |f| f.index.n_postings()))
     }
+    /// Bytes held by the search index (postings, weights, vocabulary).
     #[getter]
-    fn n_postings(&self) -> usize {
-        self.index.as_ref().map_or(0, |i| i.n_postings())
-    }
-    /// Bytes held by the index (postings, weights, vocabulary).
-    #[getter]
-    fn memory_bytes(&self) -> usize {
-        self.index.as_ref().map_or(0, |i| i.memory_bytes())
+    fn memory_bytes(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.flat_or_none(py)?.map_or(0, |f| f.index.memory_bytes()))
     }
 
     fn __len__(&self) -> usize {
@@ -385,5 +497,29 @@ impl Bm25 {
             self.params.delta,
             self.n_docs()
         )
+    }
+}
+
+impl Bm25 {
+    fn index_flat(&self, py: Python<'_>) -> PyResult<Arc<Flat>> {
+        self.state
+            .flat(py)?
+            .ok_or_else(|| invalid("the index has no live document"))
+    }
+
+    fn from_single_file(py: Python<'_>, saved: persist::Saved) -> PyResult<Self> {
+        let tok = tokenizer_of(&saved.tokenizer)?;
+        Ok(Bm25 {
+            params: saved.index.params(),
+            tokenizer: Py::new(py, Tokenizer::from_core(tok))?,
+            state: State::SingleFile(Arc::new(Flat::new(saved.index, saved.ids))),
+        })
+    }
+
+    fn flat_or_none(&self, py: Python<'_>) -> PyResult<Option<Arc<Flat>>> {
+        match self.state {
+            State::Empty => Ok(None),
+            _ => self.state.flat(py),
+        }
     }
 }

@@ -295,7 +295,7 @@ pub fn mine(
     query_ids: Vec<String>,
     params: &MiningParams,
 ) -> PyResult<MiningOutput> {
-    let index = bm25.index_ref()?.clone();
+    let index = bm25.index_ref(py)?;
     let arena = texts.arena.clone();
     let qs = extract_queries(queries)?;
     let n = qs.len();

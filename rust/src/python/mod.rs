@@ -5,6 +5,7 @@
 //! converts the result back; the logic lives in the core modules.
 
 mod bm25;
+mod bm25_state;
 mod convert;
 mod dense;
 mod errors;

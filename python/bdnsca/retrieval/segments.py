@@ -1,0 +1,187 @@
+"""Changing a saved index in place (issue 14 §1): append documents, delete or update them by id,
+merge segments, build one index as N shards. What ``bdnsca index --append / --delete / --merge /
+--upsert / --shards`` runs.
+
+An index folder (``BM25.save``) holds immutable segment files, deletes files and a manifest
+written last: an append writes one new segment file and the manifest; a delete writes a deletes
+file and the manifest; the segments already there are not rewritten (only ``merge`` rewrites).
+Scores after any change equal those of a fresh index of the live documents.
+
+The ids file of ``--delete``: one document id per line, exactly as written in the corpus (only the
+line ending is stripped; empty lines are skipped). A file ending in ``.jsonl`` is read as a corpus
+of ids instead: each line a JSON object with ``doc_id`` (or ``_id`` / ``id``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bdnsca._core import BM25, Tokenizer
+from bdnsca.data.io import Corpus
+from bdnsca.errors import BdnscaError
+
+
+@dataclass
+class ChangeSummary:
+    """What one change did, for the CLI's one-line summary."""
+
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    segments: int = 0
+    live_docs: int = 0
+    seconds: float = 0.0
+
+    def line(self, path: str | os.PathLike[str]) -> str:
+        parts = [f"added {self.added:,}", f"updated {self.updated:,}", f"deleted {self.deleted:,}"]
+        return (
+            f"{', '.join(parts)} documents -> {path}: {self.live_docs:,} live documents in "
+            f"{self.segments} segment{'s' if self.segments != 1 else ''} ({self.seconds:.2f}s)"
+        )
+
+
+def _load_changeable(index: str | os.PathLike[str]) -> BM25:
+    """The index at ``index``, refusing the single-file format up front (it cannot change)."""
+    if not Path(index).exists():
+        raise BdnscaError(
+            f"{index}: no index there (build one with bdnsca index --corpus C --output {index})"
+        )
+    if not Path(index).is_dir():
+        raise BdnscaError(
+            f"{index}: this index was saved in the single-file format (weights only), which cannot "
+            "change; rebuild it with `bdnsca index --corpus ... --output DIR` of this version"
+        )
+    return BM25.load(index)
+
+
+def save_new_index(bm25: BM25, output: str | os.PathLike[str]) -> bool:
+    """Saves a newly built index to the folder ``output``. An older single-file index there is
+    replaced (the folder is written beside it first, then swapped in); returns whether one was.
+    An existing index folder is overwritten by the save (its unused files are removed)."""
+    out = Path(output)
+    if not out.is_file():
+        bm25.save(out)
+        return False
+    tmp = out.with_name(f".{out.name}.new-{os.getpid()}")
+    try:
+        bm25.save(tmp)
+        out.unlink()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def read_id_list(path: str | os.PathLike[str]) -> list[str]:
+    """Document ids to delete: one per line (``.jsonl``: objects with ``doc_id``/``_id``/``id``).
+    An id listed twice is an error naming it and its lines."""
+    from bdnsca.data.lines import id_field, iter_jsonl, iter_lines
+
+    seen: dict[str, int] = {}
+    ids: list[str] = []
+    if str(path).endswith(".jsonl"):
+        rows = ((n, id_field(obj, ("doc_id", "_id", "id"), path, n)) for n, obj in iter_jsonl(path))
+    else:
+        rows = ((n, line.rstrip("\r\n")) for n, line in iter_lines(path))
+    for lineno, doc_id in rows:
+        if not doc_id:
+            continue
+        if doc_id in seen:
+            raise BdnscaError(
+                f"{path}:{lineno}: id {doc_id!r} is listed twice (first on line {seen[doc_id]})"
+            )
+        seen[doc_id] = lineno
+        ids.append(doc_id)
+    return ids
+
+
+def append_to_index(
+    index: str | os.PathLike[str], corpus: Corpus, *, upsert: bool = False, include_title: bool = True
+) -> ChangeSummary:
+    """Adds ``corpus``'s documents to the saved index as one new segment. A document whose id is
+    already live is an error naming it, unless ``upsert`` (then it replaces the old version)."""
+    t0 = time.perf_counter()
+    present = set(BM25.read_ids(index)) if Path(index).is_dir() else set()
+    texts = corpus.texts(include_title)
+    new = [i for i, d in enumerate(corpus.ids) if d not in present]
+    old = [i for i, d in enumerate(corpus.ids) if d in present]
+    if old and not upsert:
+        raise BdnscaError(
+            f"document id {corpus.ids[old[0]]!r} is already in the index {index} "
+            f"({len(old):,} of the {len(corpus):,} documents are): pass --upsert to replace them"
+        )
+    bm25 = _load_changeable(index)
+    # Replaced documents go out and every document comes in as one segment, in corpus order
+    # (what BM25.update does for its documents); nothing is saved unless all of it worked.
+    if old:
+        bm25.delete([corpus.ids[i] for i in old])
+    bm25.add(texts, corpus.ids)
+    bm25.save(index)
+    return ChangeSummary(
+        added=len(new), updated=len(old), segments=bm25.n_segments, live_docs=bm25.n_docs,
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def delete_from_index(index: str | os.PathLike[str], ids: list[str]) -> ChangeSummary:
+    """Deletes the documents with these ids from the saved index; an id not in it is an error
+    naming it, and then nothing changes."""
+    t0 = time.perf_counter()
+    bm25 = _load_changeable(index)
+    bm25.delete(ids)
+    bm25.save(index)
+    return ChangeSummary(
+        deleted=len(ids), segments=bm25.n_segments, live_docs=bm25.n_docs, seconds=time.perf_counter() - t0
+    )
+
+
+def merge_index(index: str | os.PathLike[str], max_segments: int = 1) -> ChangeSummary:
+    """Merges the saved index's segments down to at most ``max_segments`` (deleted documents are
+    dropped); scores do not change."""
+    t0 = time.perf_counter()
+    bm25 = _load_changeable(index)
+    bm25.merge(max_segments=max_segments)
+    bm25.save(index)
+    return ChangeSummary(segments=bm25.n_segments, live_docs=bm25.n_docs, seconds=time.perf_counter() - t0)
+
+
+def build_sharded(
+    corpus: Corpus,
+    shards: int,
+    *,
+    method: str = "lucene",
+    k1: float = 1.5,
+    b: float = 0.75,
+    delta: float = 0.5,
+    tokenizer: Tokenizer | None = None,
+    include_title: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> BM25:
+    """One index of ``shards`` segments, built from as many contiguous slices of the corpus (each
+    shard built on its own, then joined with ``BM25.add_index``): the same scores as one build.
+    ``progress(n)`` is called after each shard of n documents."""
+    if shards < 1:
+        raise BdnscaError(f"--shards must be >= 1, got {shards}")
+    n = len(corpus)
+    shards = min(shards, n)
+    texts = corpus.texts(include_title)
+    bounds = [n * i // shards for i in range(shards + 1)]
+    out: BM25 | None = None
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        part = BM25(method=method, k1=k1, b=b, delta=delta, tokenizer=tokenizer)
+        part.index(texts[lo:hi], ids=corpus.ids[lo:hi])
+        if out is None:
+            out = part
+        else:
+            out.add_index(part)
+        if progress is not None:
+            progress(hi - lo)
+    assert out is not None  # read_corpus refuses an empty corpus
+    return out
