@@ -142,7 +142,7 @@ def main() -> None:
                     seg_out = out
                 else:
                     merged_out = out
-        same = seg_out[0] == merged_out[0] and np.array_equal(seg_out[1], merged_out[1])
+        same = seg_out[0] == merged_out[0] and np.array_equal(seg_out[1], merged_out[1], equal_nan=True)
         print(f"\nsearch_batch of {args.queries:,} queries, k={args.k}")
         print(f"  first search compiles the segments: {args.segments} segments {t_compile:.3f}s, "
               f"1 segment {t_compile_merged:.3f}s")
