@@ -11,6 +11,11 @@ class DataError(BdnscaError):
         super().__init__(f"{where}: {message}")
         self.path = str(path)
         self.line = line
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None, str]]:
+        # Pickles (multiprocessing, Ray) through __init__'s own arguments, not the joined message.
+        return (type(self), (self.path, self.line, self.message))
 
 
 __all__ = ["BdnscaError", "IndexFileError", "DataError"]

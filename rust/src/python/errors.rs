@@ -9,13 +9,13 @@ use pyo3::PyErr;
 use crate::error::Error;
 
 create_exception!(
-    _core,
+    bdnsca._core,
     BdnscaError,
     PyValueError,
     "Base class of bdnsca's errors (a ValueError)."
 );
 create_exception!(
-    _core,
+    bdnsca._core,
     IndexFileError,
     BdnscaError,
     "An index file is truncated, corrupt or foreign."
