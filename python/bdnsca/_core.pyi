@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Sequence
 from os import PathLike
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -146,6 +147,28 @@ class BM25:
     def read_ids(path: str | PathLike[str]) -> list[str]:
         """The live document ids of a saved index in index order, read without its postings
         (a folder index; a single file is loaded whole)."""
+    @staticmethod
+    def append_to(
+        path: str | PathLike[str],
+        corpus: Sequence[str] | Sequence[Sequence[str]],
+        ids: Sequence[str],
+        mode: Literal["add", "update", "upsert"] = "add",
+    ) -> dict[str, int]:
+        """Add ``corpus`` (texts, tokenised with the saved tokenizer, or token lists) under
+        ``ids`` to the index saved in the folder ``path`` as one new segment, without loading
+        it: only the manifest, the ids sections and the deletes files are read; the new
+        segment, a deletes file per segment losing documents and the manifest are written
+        (nothing already there is rewritten). ``mode``: ``"add"`` (an id already in the index
+        is a BdnscaError naming it), ``"update"`` (every id must be in it) or ``"upsert"``.
+        The folder ends as ``load`` + ``add``/``update`` + ``save`` would leave it; nothing is
+        written when an input is refused. Returns ``added``, ``updated``, ``deleted``,
+        ``live_docs``, ``segments`` (after the change), ``segments_written``,
+        ``deletes_written`` and ``bytes_written``. IndexFileError for a damaged folder."""
+    @staticmethod
+    def delete_from(path: str | PathLike[str], ids: Sequence[str]) -> dict[str, int]:
+        """Delete the documents with these ids from the index saved in the folder ``path``
+        without loading it (an id not in the index, or listed twice, is a BdnscaError naming
+        it, and nothing is written). Returns the counts of ``append_to``."""
     def __reduce__(self) -> tuple[object, tuple[bytes]]:
         """Pickle support (e.g. shipping an index to Ray workers): the index as one checksummed
         blob with its tokenizer."""

@@ -88,6 +88,15 @@ def _check_ray_flags(ray_address, ray_tasks, ray_object_store) -> None:
     help="Build N segments from N contiguous corpus slices.",
 )
 @click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="With --corpus: build each shard (--shards) in a Ray task: local (a local cluster), auto "
+    "(the cluster running here) or a cluster address. Needs pip install 'bdnsca[ray]'. The index "
+    "is the one a local run writes.",
+)
+@click.option(
     "--method",
     default="lucene",
     show_default=True,
@@ -108,8 +117,8 @@ def _check_ray_flags(ray_address, ray_tasks, ray_object_store) -> None:
 @click.option("--no-title", is_flag=True, help="Index the text alone, not title + text.")
 @click.option("--dedupe", is_flag=True, help="Drop documents whose id was seen before (else an error).")
 def index_cmd(
-    corpus, output, append_corpus, upsert, delete_ids, merge, max_segments, shards, method, k1, b, delta,
-    stopwords, stemmer, pattern, no_title, dedupe,
+    corpus, output, append_corpus, upsert, delete_ids, merge, max_segments, shards, ray_address, method, k1,
+    b, delta, stopwords, stemmer, pattern, no_title, dedupe,
 ) -> None:  # fmt: skip
     """Build a BM25 index folder from a corpus, or change one: --append, --delete, --merge."""
     from bdnsca.data.io import read_corpus
@@ -126,6 +135,8 @@ def index_cmd(
         raise click.UsageError("--append and --delete are separate runs: give one of them")
     if upsert and append_corpus is None:
         raise click.UsageError("--upsert goes with --append")
+    if ray_address is not None and corpus is None:
+        raise click.UsageError("--ray builds shards of a new index: it goes with --corpus (and --shards)")
     if corpus is None:
         summary = None
         if append_corpus is not None:
@@ -148,13 +159,15 @@ def index_cmd(
         con.print(summary.line(output))
         return
     _build(
-        con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe
-    )
+        con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe,
+        ray_address,
+    )  # fmt: skip
 
 
 def _build(
-    con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe
-):
+    con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe,
+    ray_address=None,
+):  # fmt: skip
     """bdnsca index --corpus: a new index folder (one segment, or --shards N)."""
     from bdnsca.data.io import read_corpus
     from bdnsca.retrieval.bm25 import build_index, make_tokenizer
@@ -166,12 +179,14 @@ def _build(
         con.print(f"dropped {docs.duplicates_dropped} documents with duplicate ids")
     settings = dict(method=method, k1=k1, b=b, delta=delta, include_title=not no_title)
     tokenizer = make_tokenizer(stopwords, stemmer, pattern=pattern or "alnum")
-    if shards != 1:
+    if shards != 1 or ray_address is not None:
         with _progress() as bar:
-            task = bar.add_task(f"indexing {shards} shards", total=len(docs))
+            where = " on Ray" if ray_address is not None else ""
+            task = bar.add_task(f"indexing {shards} shards{where}", total=len(docs))
             bm25 = build_sharded(
-                docs, shards, tokenizer=tokenizer, progress=lambda n: bar.advance(task, n), **settings
-            )
+                docs, shards, tokenizer=tokenizer, progress=lambda n: bar.advance(task, n),
+                ray_address=ray_address, **settings,
+            )  # fmt: skip
     else:
         with con.status(f"indexing {len(docs):,} documents"):
             bm25 = build_index(docs, tokenizer=tokenizer, **settings)

@@ -20,7 +20,8 @@ would need, per query: the global statistics (N, avgdl and df of each query term
 the shards) passed to every shard so each scores with them (weights cannot be precomputed per
 shard), then each shard's top-k merged by (score descending, id descending bytes), the tie
 rule of ``BM25.search``; mining would also need the twins of positives that live on other
-shards. :func:`build_shard` is the hook for the building half (``index --shards N --ray``).
+shards. :func:`build_shards_ray` does the building half (``index --shards N --ray``: each shard built
+by a task, joined in order on the driver).
 
 Ray is imported only inside functions: without ``--ray`` nothing imports it.
 
@@ -179,21 +180,12 @@ def _ordered(submit: Callable[[int], Any], n_chunks: int) -> Iterator[tuple[int,
 
 
 def _local_error(cause: BaseException | None) -> BaseException | None:
-    """A user error raised in a task (a corrupt index, a missing file) as the driver would have
-    raised it locally, or None for anything else. bdnsca's Rust exceptions name their module
-    ``_core``, which does not import as such, so Ray pickles their classes by value: they come
-    back as look-alike classes that ``except bdnsca.IndexFileError`` would miss; they are
-    mapped back to ``bdnsca._core``'s class of the same name."""
-    from bdnsca import _core
-
-    if isinstance(cause, OSError | MemoryError):
+    """A user error raised in a task (bdnsca's errors, a missing file, memory) to raise as the
+    driver would have raised it locally, or None for anything else (the Ray error then). bdnsca's
+    exceptions name their module ``bdnsca._core`` and pickle by reference, so the cause is of
+    the very class ``except bdnsca.IndexFileError`` catches."""
+    if isinstance(cause, BdnscaError | OSError | MemoryError):
         return cause
-    if cause is None:
-        return None
-    for klass in type(cause).__mro__:
-        local = getattr(_core, klass.__name__, None)
-        if isinstance(local, type) and issubclass(local, BdnscaError):
-            return cause if isinstance(cause, local) else local(*cause.args)
     return None
 
 
@@ -450,17 +442,14 @@ def ray_miner(
     return run
 
 
-# ----------------------------------------------------------------------------- index shards (hook)
+# ----------------------------------------------------------------------------- index shards
 
 
-def build_shard(texts: Sequence[str], ids: Sequence[str], settings: dict[str, Any]) -> dict[str, bytes]:
+def build_shard(texts: Sequence[str], ids: Sequence[str], settings: dict[str, Any]) -> Any:
     """Builds one shard's index over a slice of the corpus (``texts`` with their ``ids``;
     ``settings``: method, k1, b, delta and the Tokenizer's lowercase, stopwords, stemmer,
-    pattern) and returns it as :func:`pack_index` bytes: ``BM25`` is not picklable yet, so the
-    saved files travel. Meant as a Ray task (``ray.remote(build_shard)``), one per shard, for
-    ``bdnsca index --shards N --ray``: the caller writes each result with
-    :func:`unpack_index`-style placement into the segmented index once ``BM25.add_index``
-    exists. Not wired to the CLI yet."""
+    pattern) and returns the ``BM25`` (it pickles as one checksummed blob). The Ray task of
+    ``bdnsca index --shards N --ray`` (:func:`build_shards_ray`), one per shard."""
     from bdnsca._core import BM25, Tokenizer
 
     tok_keys = ("lowercase", "stopwords", "stemmer", "pattern")
@@ -468,16 +457,29 @@ def build_shard(texts: Sequence[str], ids: Sequence[str], settings: dict[str, An
     bm25 = BM25(
         **{k: settings[k] for k in ("method", "k1", "b", "delta") if k in settings}, tokenizer=tokenizer
     )
-    bm25.index(list(texts), ids=list(ids))
-    with tempfile.TemporaryDirectory(prefix="bdnsca-shard-") as tmp:
-        out = Path(tmp) / "shard.bm25"
-        bm25.save(out)
-        return pack_index(out)
+    return bm25.index(list(texts), ids=list(ids))
+
+
+def build_shards_ray(
+    texts: Sequence[str], ids: Sequence[str], bounds: Sequence[tuple[int, int]], settings: dict[str, Any]
+) -> Iterator[Any]:
+    """The shards ``texts[lo:hi]`` for each ``(lo, hi)`` of ``bounds``, each built by
+    :func:`build_shard` in a Ray task (one CPU), yielded in order as they are needed (at most
+    :data:`IN_FLIGHT_PER_CPU` x CPUs tasks ahead, so the driver holds few shards at once)."""
+    task = _task(build_shard, 1)
+
+    def submit(i: int) -> Any:
+        lo, hi = bounds[i]
+        return task.remote(list(texts[lo:hi]), list(ids[lo:hi]), settings)
+
+    for _, shard in _ordered(submit, len(bounds)):
+        yield shard
 
 
 __all__ = [
     "IndexSource",
     "build_shard",
+    "build_shards_ray",
     "chunk_bounds",
     "cluster_cpus",
     "connect",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,12 @@ class ChangeSummary:
 
 def _load_changeable(index: str | os.PathLike[str]) -> BM25:
     """The index at ``index``, refusing the single-file format up front (it cannot change)."""
+    _check_changeable(index)
+    return BM25.load(index)
+
+
+def _check_changeable(index: str | os.PathLike[str]) -> None:
+    """Refuses a missing index and the single-file format (it cannot change), with the fix."""
     if not Path(index).exists():
         raise BdnscaError(
             f"{index}: no index there (build one with bdnsca index --corpus C --output {index})"
@@ -55,7 +61,6 @@ def _load_changeable(index: str | os.PathLike[str]) -> BM25:
             f"{index}: this index was saved in the single-file format (weights only), which cannot "
             "change; rebuild it with `bdnsca index --corpus ... --output DIR` of this version"
         )
-    return BM25.load(index)
 
 
 def save_new_index(bm25: BM25, output: str | os.PathLike[str]) -> bool:
@@ -106,40 +111,41 @@ def append_to_index(
     index: str | os.PathLike[str], corpus: Corpus, *, upsert: bool = False, include_title: bool = True
 ) -> ChangeSummary:
     """Adds ``corpus``'s documents to the saved index as one new segment. A document whose id is
-    already live is an error naming it, unless ``upsert`` (then it replaces the old version)."""
+    already live is an error naming it, unless ``upsert`` (then it replaces the old version).
+
+    The index is not loaded (``BM25.append_to``): only its manifest, ids and deletes files are
+    read, and the new segment, deletes files for replaced documents and the manifest written."""
     t0 = time.perf_counter()
-    present = set(BM25.read_ids(index)) if Path(index).is_dir() else set()
+    _check_changeable(index)
     texts = corpus.texts(include_title)
-    new = [i for i, d in enumerate(corpus.ids) if d not in present]
-    old = [i for i, d in enumerate(corpus.ids) if d in present]
-    if old and not upsert:
+    try:
+        stats = BM25.append_to(index, texts, corpus.ids, mode="upsert" if upsert else "add")
+    except BdnscaError as e:
+        if upsert or "is already in the index" not in str(e):
+            raise
+        # Nothing was written; name the first clash and how many there are, and the fix.
+        present = set(BM25.read_ids(index))
+        old = [d for d in corpus.ids if d in present]
         raise BdnscaError(
-            f"document id {corpus.ids[old[0]]!r} is already in the index {index} "
+            f"document id {old[0]!r} is already in the index {index} "
             f"({len(old):,} of the {len(corpus):,} documents are): pass --upsert to replace them"
-        )
-    bm25 = _load_changeable(index)
-    # Replaced documents go out and every document comes in as one segment, in corpus order
-    # (what BM25.update does for its documents); nothing is saved unless all of it worked.
-    if old:
-        bm25.delete([corpus.ids[i] for i in old])
-    bm25.add(texts, corpus.ids)
-    bm25.save(index)
-    return ChangeSummary(
-        added=len(new), updated=len(old), segments=bm25.n_segments, live_docs=bm25.n_docs,
-        seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+        ) from None
+    return _summary(stats, t0)
 
 
 def delete_from_index(index: str | os.PathLike[str], ids: list[str]) -> ChangeSummary:
     """Deletes the documents with these ids from the saved index; an id not in it is an error
-    naming it, and then nothing changes."""
+    naming it, and then nothing changes. The index is not loaded (``BM25.delete_from``)."""
     t0 = time.perf_counter()
-    bm25 = _load_changeable(index)
-    bm25.delete(ids)
-    bm25.save(index)
+    _check_changeable(index)
+    return _summary(BM25.delete_from(index, ids), t0)
+
+
+def _summary(stats: dict[str, int], t0: float) -> ChangeSummary:
     return ChangeSummary(
-        deleted=len(ids), segments=bm25.n_segments, live_docs=bm25.n_docs, seconds=time.perf_counter() - t0
-    )
+        added=stats["added"], updated=stats["updated"], deleted=stats["deleted"],
+        segments=stats["segments"], live_docs=stats["live_docs"], seconds=time.perf_counter() - t0,
+    )  # fmt: skip
 
 
 def merge_index(index: str | os.PathLike[str], max_segments: int = 1) -> ChangeSummary:
@@ -163,20 +169,44 @@ def build_sharded(
     tokenizer: Tokenizer | None = None,
     include_title: bool = True,
     progress: Callable[[int], None] | None = None,
+    ray_address: str | None = None,
 ) -> BM25:
     """One index of ``shards`` segments, built from as many contiguous slices of the corpus (each
-    shard built on its own, then joined with ``BM25.add_index``): the same scores as one build.
+    shard built on its own, then joined in order with ``BM25.add_index``): the same scores as one
+    build. ``ray_address``: each shard is built by a Ray task there (``local``, ``auto`` or an
+    address; :func:`bdnsca.retrieval.distributed.build_shards_ray`), the same index as without.
     ``progress(n)`` is called after each shard of n documents."""
     if shards < 1:
         raise BdnscaError(f"--shards must be >= 1, got {shards}")
     n = len(corpus)
     shards = min(shards, n)
     texts = corpus.texts(include_title)
-    bounds = [n * i // shards for i in range(shards + 1)]
+    cuts = [n * i // shards for i in range(shards + 1)]
+    bounds = list(zip(cuts, cuts[1:], strict=False))
+    if ray_address is None:
+        parts = (
+            BM25(method=method, k1=k1, b=b, delta=delta, tokenizer=tokenizer).index(
+                texts[lo:hi], ids=corpus.ids[lo:hi]
+            )
+            for lo, hi in bounds
+        )
+        return _join(parts, bounds, progress)
+    from bdnsca.retrieval import distributed
+
+    tok = tokenizer if tokenizer is not None else Tokenizer()
+    settings = {
+        "method": method, "k1": k1, "b": b, "delta": delta, "lowercase": tok.lowercase,
+        "stopwords": tok.stopwords or None, "stemmer": tok.stemmer, "pattern": tok.pattern,
+    }  # fmt: skip
+    with distributed.session(ray_address):
+        return _join(distributed.build_shards_ray(texts, corpus.ids, bounds, settings), bounds, progress)
+
+
+def _join(
+    parts: Iterable[BM25], bounds: list[tuple[int, int]], progress: Callable[[int], None] | None
+) -> BM25:
     out: BM25 | None = None
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        part = BM25(method=method, k1=k1, b=b, delta=delta, tokenizer=tokenizer)
-        part.index(texts[lo:hi], ids=corpus.ids[lo:hi])
+    for (lo, hi), part in zip(bounds, parts, strict=False):
         if out is None:
             out = part
         else:

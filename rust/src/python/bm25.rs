@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::bm25_state::{
-    check_count, extract_ids, settings_of, tokenizer_of, Corpus, Flat, State, NO_INDEX,
+    check_count, extract_ids, folder_counts, folder_stats, settings_of, tokenizer_of, Corpus, Flat,
+    State, NO_INDEX,
 };
 use super::convert::{extract_queries, extract_query};
 use super::errors::invalid;
@@ -23,6 +24,7 @@ use super::pool::{run_in, thread_pool};
 use super::tokenizer::Tokenizer;
 use crate::index::{Bm25Index, HitTable};
 use crate::scoring::{Method, Params};
+use crate::seg_append::{self, AppendMode};
 use crate::segmented::SegmentedIndex;
 use crate::tokenizer::Tokenizer as CoreTokenizer;
 use crate::{persist, seg_persist};
@@ -375,6 +377,64 @@ impl Bm25 {
             return Ok(py.detach(|| seg_persist::read_ids(&path))?);
         }
         Ok(py.detach(|| persist::load(&path))?.ids)
+    }
+
+    /// Adds `corpus` (texts, tokenised with the saved tokenizer, or token
+    /// lists) under `ids` to the index saved in the folder `path` as one new
+    /// segment, without loading it: only the manifest, the ids sections and
+    /// the deletes files are read. `mode`: "add" (an id in the index is an
+    /// error), "update" (every id must be there) or "upsert". The folder ends
+    /// as load + add/update + save would leave it. Returns counts (`folder_stats`).
+    #[staticmethod]
+    #[pyo3(signature = (path, corpus, ids, mode="add"))]
+    fn append_to<'py>(
+        py: Python<'py>,
+        path: PathBuf,
+        corpus: &Bound<'py, PyAny>,
+        ids: &Bound<'py, PyAny>,
+        mode: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mode = match mode {
+            "add" => AppendMode::Add,
+            "update" => AppendMode::Update,
+            "upsert" => AppendMode::Upsert,
+            _ => {
+                return Err(invalid(format!(
+                    "mode must be \"add\", \"update\" or \"upsert\", got {mode:?}"
+                )))
+            }
+        };
+        let docs = Corpus::extract(corpus)?;
+        let ids = extract_ids(Some(ids), docs.len())?;
+        check_count(&ids, docs.len())?;
+        let (before, stats, after) = py.detach(|| -> crate::Result<_> {
+            let before = folder_counts(&path)?;
+            let stats = match &docs {
+                Corpus::Texts(a) => seg_append::append_texts_dir(&path, &a.all(), &ids, mode)?,
+                Corpus::Tokens(t) => seg_append::append_tokens_dir(&path, &t.lists(), &ids, mode)?,
+            };
+            Ok((before, stats, folder_counts(&path)?))
+        })?;
+        // live after = live before - replaced + added documents.
+        let updated = (before.0 + ids.len() as u64).saturating_sub(after.0);
+        folder_stats(py, &stats, ids.len() as u64 - updated, updated, 0, after)
+    }
+
+    /// Deletes the documents with these ids from the index saved in the folder
+    /// `path` without loading it (an unknown id is an error naming it, and
+    /// nothing is written). Returns counts (`folder_stats`).
+    #[staticmethod]
+    fn delete_from<'py>(
+        py: Python<'py>,
+        path: PathBuf,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ids = extract_ids(Some(ids), 0)?;
+        let (stats, after) = py.detach(|| -> crate::Result<_> {
+            let stats = seg_append::delete_dir(&path, &ids)?;
+            Ok((stats, folder_counts(&path)?))
+        })?;
+        folder_stats(py, &stats, 0, 0, ids.len() as u64, after)
     }
 
     /// Pickling (e.g. to ship an index to Ray workers): the index as one

@@ -237,3 +237,43 @@ pub(super) fn tokenizer_of(s: &TokenizerSettings) -> crate::Result<CoreTokenizer
         s.pattern,
     )
 }
+
+/// (live documents, segments) of the index saved in the folder `dir`, from
+/// its manifest alone.
+pub(super) fn folder_counts(dir: &std::path::Path) -> crate::Result<(u64, usize)> {
+    let path = dir.join(crate::seg_manifest::MANIFEST);
+    let bytes =
+        crate::seg_persist::read_manifest_bytes(dir)?.ok_or_else(|| crate::Error::IndexFile {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "no {}: not a bdnsca segmented index",
+                crate::seg_manifest::MANIFEST
+            ),
+        })?;
+    let m = crate::seg_manifest::parse(&bytes, &path)?;
+    Ok((m.n_live, m.segments.len()))
+}
+
+/// The dict `BM25.append_to` / `delete_from` return: added, updated and
+/// deleted documents, live_docs and segments after the change, and what was
+/// written (segments_written, deletes_written, bytes_written; no segment
+/// already there is ever rewritten).
+pub(super) fn folder_stats<'py>(
+    py: Python<'py>,
+    s: &crate::seg_persist::SaveStats,
+    added: u64,
+    updated: u64,
+    deleted: u64,
+    (live, segments): (u64, usize),
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("added", added)?;
+    d.set_item("updated", updated)?;
+    d.set_item("deleted", deleted)?;
+    d.set_item("live_docs", live)?;
+    d.set_item("segments", segments)?;
+    d.set_item("segments_written", s.segments_written)?;
+    d.set_item("deletes_written", s.deletes_written)?;
+    d.set_item("bytes_written", s.bytes_written)?;
+    Ok(d)
+}
