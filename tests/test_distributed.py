@@ -88,6 +88,11 @@ r = CliRunner().invoke(cli, ["search", "--help"])
 assert r.exit_code == 0 and "--ray" in r.output, r.output
 r = CliRunner().invoke(cli, ["index", "--corpus", {str(CORPUS)!r}, "-o", {str(tmp_path / "i.bm25")!r}])
 assert r.exit_code == 0, r.output
+r = CliRunner().invoke(cli, ["index", "--corpus", {str(CORPUS)!r}, "--shards", "3",
+                            "-o", {str(tmp_path / "s")!r}])
+assert r.exit_code == 0, r.output
+r = CliRunner().invoke(cli, ["index", "--merge", "--ray", "local", "-o", {str(tmp_path / "s")!r}])
+assert r.exit_code == 2 and "--ray builds shards of a new index" in r.output, r.output
 r = CliRunner().invoke(cli, ["search", "--index", {str(tmp_path / "i.bm25")!r}, "--queries",
                             {str(GOLD)!r}, "-o", {str(tmp_path / "r.trec")!r}])
 assert r.exit_code == 0, r.output
