@@ -105,6 +105,12 @@ def test_append_to_refuses_bad_input_and_writes_nothing(tmp_path):
     assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "i").iterdir()) == before
     with pytest.raises(bdnsca.IndexFileError, match="manifest.json"):
         BM25.append_to(tmp_path, ["x"], ["z"])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        BM25.delete_from(tmp_path / "nowhere", ["a"])
+    BM25().index(["ash"], ids=["a"])._save_single_file(tmp_path / "old.idx")
+    for change in (lambda p: BM25.append_to(p, ["x"], ["z"]), lambda p: BM25.delete_from(p, ["a"])):
+        with pytest.raises(BdnscaError, match="single-file format"):
+            change(tmp_path / "old.idx")
 
 
 def test_cli_append_upsert_delete_do_not_read_the_old_postings(tmp_path):

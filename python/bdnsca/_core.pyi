@@ -163,7 +163,9 @@ class BM25:
         The folder ends as ``load`` + ``add``/``update`` + ``save`` would leave it; nothing is
         written when an input is refused. Returns ``added``, ``updated``, ``deleted``,
         ``live_docs``, ``segments`` (after the change), ``segments_written``,
-        ``deletes_written`` and ``bytes_written``. IndexFileError for a damaged folder."""
+        ``deletes_written`` and ``bytes_written``. IndexFileError for a damaged folder,
+        FileNotFoundError for a missing one, BdnscaError for a single-file index (it cannot
+        change)."""
     @staticmethod
     def delete_from(path: str | PathLike[str], ids: Sequence[str]) -> dict[str, int]:
         """Delete the documents with these ids from the index saved in the folder ``path``

@@ -431,6 +431,7 @@ impl Bm25 {
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = extract_ids(Some(ids), 0)?;
         let (stats, after) = py.detach(|| -> crate::Result<_> {
+            folder_counts(&path)?; // the folder checks, before anything is read
             let stats = seg_append::delete_dir(&path, &ids)?;
             Ok((stats, folder_counts(&path)?))
         })?;

@@ -239,8 +239,20 @@ pub(super) fn tokenizer_of(s: &TokenizerSettings) -> crate::Result<CoreTokenizer
 }
 
 /// (live documents, segments) of the index saved in the folder `dir`, from
-/// its manifest alone.
+/// its manifest alone. A missing `dir` is a FileNotFoundError; a file (the
+/// older single-file format, which cannot change) a BdnscaError saying so.
 pub(super) fn folder_counts(dir: &std::path::Path) -> crate::Result<(u64, usize)> {
+    match std::fs::metadata(dir) {
+        Err(e) => return Err(crate::Error::io(dir, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(crate::Error::invalid(format!(
+                "{}: this index was saved in the single-file format (weights only), which \
+                 cannot change; rebuild it as a folder with BM25.index + save of this version",
+                dir.display()
+            )))
+        }
+        Ok(_) => {}
+    }
     let path = dir.join(crate::seg_manifest::MANIFEST);
     let bytes =
         crate::seg_persist::read_manifest_bytes(dir)?.ok_or_else(|| crate::Error::IndexFile {
