@@ -8,8 +8,11 @@ Rows:
 - full rebuild: ``BM25().index(all live texts)`` then ``save`` to a fresh folder;
 - append 1% (in memory): ``bm25.add`` on the index a process already holds, then ``save`` back to
   its folder (only the new segment and the manifest are written);
-- append 1% (from disk): what ``bdnsca index --append`` does: ``BM25.load``, ``add``, ``save``;
-- delete 1% (from disk): ``BM25.load``, ``delete``, ``save`` (a deletes file and the manifest);
+- append 1% (folder): what ``bdnsca index --append`` runs, ``BM25.append_to``: it reads the
+  manifest and the ids, tokenises and writes the new segment and the manifest, never the postings;
+- append 1% (load + add + save): the same change through a loaded index;
+- delete 1% (folder): what ``bdnsca index --delete`` runs, ``BM25.delete_from`` (a deletes file and
+  the manifest), and the same through ``BM25.load``, ``delete``, ``save``;
 - search: ``search_batch`` of the queries over a 10-segment index and over the same index merged
   into one segment. The first search after a change compiles the segments into the flat search
   index (a one-off cost, shown on its own row); later searches do not, so steady-state search
@@ -97,11 +100,24 @@ def main() -> None:
 
             return timed(go)[0]
 
+        def append_folder() -> float:
+            work = os.path.join(root, "append_folder")
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(base_dir, work)
+            return timed(lambda: BM25.append_to(work, new_texts, new_ids))[0]
+
+        gone = base_ids[:: max(1, int(1 / args.append_fraction))]
+
+        def delete_folder() -> float:
+            work = os.path.join(root, "delete_folder")
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(base_dir, work)
+            return timed(lambda: BM25.delete_from(work, gone))[0]
+
         def delete_from_disk() -> float:
             work = os.path.join(root, "delete")
             shutil.rmtree(work, ignore_errors=True)
             shutil.copytree(base_dir, work)
-            gone = base_ids[:: max(1, int(1 / args.append_fraction))]
 
             def go():
                 bm = BM25.load(work)
@@ -115,8 +131,10 @@ def main() -> None:
             for name, fn in (
                 ("full rebuild (index + save)", full_rebuild),
                 ("append 1% in memory (add + save)", append_in_memory),
-                ("append 1% from disk (load + add + save)", append_from_disk),
-                ("delete 1% from disk (load + delete + save)", delete_from_disk),
+                ("append 1% to the folder (append_to)", append_folder),
+                ("append 1% (load + add + save)", append_from_disk),
+                ("delete 1% from the folder (delete_from)", delete_folder),
+                ("delete 1% (load + delete + save)", delete_from_disk),
             ):
                 rows[name] = min(rows.get(name, float("inf")), fn())
         full = rows["full rebuild (index + save)"]
