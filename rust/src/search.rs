@@ -292,8 +292,18 @@ impl Bm25Index {
         top.into_sorted()
     }
 
+    /// `top_k` with this thread's scratch, kept between calls: a fresh one
+    /// costs O(documents) to allocate and zero for every query.
     pub fn search(&self, q: &[u32], k: usize) -> Vec<Hit> {
-        self.top_k(q, k, &mut Scratch::default())
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+        }
+        // Taken out while in use (a nested or panicking call finds a fresh
+        // one, never a half-used accumulator), put back after.
+        let mut s = SCRATCH.take();
+        let hits = self.top_k(q, k, &mut s);
+        SCRATCH.set(s);
+        hits
     }
 
     /// Top-k for many queries at once, in parallel on the current rayon pool.

@@ -295,3 +295,31 @@ fn zero_weight_terms_are_searched_without_changing_the_top_k() {
     }
     assert!(ZERO_TERMS_DROPPED.load(std::sync::atomic::Ordering::Relaxed) > 5);
 }
+
+/// `search` reuses one scratch per thread: alternating indexes of different
+/// sizes and paths (dense, pruned, exhaustive) must not see each other's
+/// accumulators.
+#[test]
+fn search_reuses_its_scratch_across_indexes() {
+    let big: Vec<Vec<String>> = (0..5000)
+        .map(|i| vec![format!("t{}", i % 7), format!("u{}", i % 300), "all".into()])
+        .collect();
+    let lucene = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
+    let robertson = Params::new(Method::Robertson, 1.5, 0.75, 0.5).unwrap();
+    let a = Bm25Index::from_tokens(&big, lucene).unwrap();
+    let b = Bm25Index::from_tokens(&corpus(), lucene).unwrap();
+    let c = Bm25Index::from_tokens(&big[..3000], robertson).unwrap();
+    for round in 0..3 {
+        for (idx, q) in [
+            (&a, vec!["t1", "u7"]),
+            (&b, vec!["sat", "cat"]),
+            (&a, vec!["all", "t3"]),
+            (&c, vec!["all", "u9"]),
+            (&a, vec!["u5"]),
+        ] {
+            let q = idx.term_ids(&q);
+            let want = idx.top_k(&q, 10, &mut Scratch::default());
+            assert_eq!(idx.search(&q, 10), want, "round {round} {q:?}");
+        }
+    }
+}
