@@ -11,7 +11,9 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::index::{Bm25Index, Scratch};
-use crate::neardup::{jaccard, max_shingles, normalise, shingles_of_normalised, Shingle};
+use crate::neardup::{
+    jaccard, max_shingles, normalise_into, shingles_of_normalised, Shingle, Twin, TwinScratch,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sampling {
@@ -173,9 +175,10 @@ pub fn mine(
     }
     Ok(queries
         .par_iter()
-        .map_init(Scratch::default, |s, q| {
-            mine_one(index, texts, domains, q, cfg, s)
-        })
+        .map_init(
+            || (Scratch::default(), TwinScratch::default()),
+            |(s, ts), q| mine_one(index, texts, domains, q, cfg, s, ts),
+        )
         .collect())
 }
 
@@ -186,6 +189,7 @@ fn mine_one(
     q: &MiningQuery,
     cfg: &MiningSettings,
     scratch: &mut Scratch,
+    twin_scratch: &mut TwinScratch,
 ) -> Mined {
     let mut out = Mined {
         positive_scores: index.score_docs(&q.terms, &q.positives),
@@ -207,14 +211,10 @@ fn mine_one(
             Some(r * lowest as f64)
         }
     };
-    let relevant: Vec<(u32, String, Vec<Shingle>)> = q
+    let relevant: Vec<Twin> = q
         .relevant
         .iter()
-        .map(|&d| {
-            let norm = normalise(texts[d as usize]);
-            let sh = shingles_of_normalised(&norm);
-            (d, norm, sh)
-        })
+        .map(|&d| Twin::new(d, texts[d as usize]))
         .collect();
     let mut same = Vec::new();
     let mut cross = Vec::new();
@@ -231,9 +231,12 @@ fn mine_one(
         if q.relevant.contains(&c.doc) {
             continue;
         }
-        if let Some((twin_of, similarity)) =
-            twin(texts[c.doc as usize], &relevant, cfg.near_dup_threshold)
-        {
+        if let Some((twin_of, similarity)) = twin(
+            texts[c.doc as usize],
+            &relevant,
+            cfg.near_dup_threshold,
+            twin_scratch,
+        ) {
             out.suspects.push(Suspect {
                 doc: c.doc,
                 twin_of,
@@ -278,30 +281,62 @@ fn mine_one(
 /// threshold) and the similarity, if any.
 fn twin(
     text: &str,
-    relevant: &[(u32, String, Vec<Shingle>)],
+    relevant: &[Twin],
     threshold: Option<f64>,
+    scratch: &mut TwinScratch,
 ) -> Option<(u32, f64)> {
-    let norm = normalise(text);
-    if let Some((d, _, _)) = relevant.iter().find(|(_, n, _)| *n == norm) {
-        return Some((*d, 1.0));
+    // Almost every candidate is a distinct document, which each relevant one
+    // rules out within a few dozen characters (without a threshold, at the
+    // first shingle it lacks: only an exact duplicate counts). Ruled out by
+    // all, it is neither a twin nor a duplicate; otherwise the full test.
+    let t = threshold.unwrap_or(1.0);
+    if text.is_ascii()
+        && relevant
+            .iter()
+            .all(|r| r.rules_out_ascii(text.as_bytes(), t, scratch))
+    {
+        return None;
+    }
+    let mut norm = std::mem::take(&mut scratch.norm);
+    normalise_into(text, &mut norm);
+    let found = twin_of_normalised(&norm, relevant, threshold, scratch);
+    scratch.norm = norm;
+    found
+}
+
+fn twin_of_normalised(
+    norm: &str,
+    relevant: &[Twin],
+    threshold: Option<f64>,
+    scratch: &mut TwinScratch,
+) -> Option<(u32, f64)> {
+    if let Some(r) = relevant.iter().find(|r| r.norm == norm) {
+        return Some((r.doc, 1.0));
     }
     let t = threshold?;
     // Jaccard >= t needs |A| >= t |R|: a text too short for every relevant
     // document is ruled out before its shingles are built.
-    let most = max_shingles(&norm) as f64;
-    if relevant.iter().all(|(_, _, rs)| most < t * rs.len() as f64) {
+    let most = max_shingles(norm) as f64;
+    if relevant.iter().all(|r| most < t * r.shingles.len() as f64) {
         return None;
     }
-    let sh = shingles_of_normalised(&norm);
+    // Built only for a candidate that a relevant document cannot rule out
+    // cheaply (`Twin::rules_out`): a near twin, almost never anything else.
+    let mut sh: Option<Vec<Shingle>> = None;
     let mut best: Option<(u32, f64)> = None;
-    for (d, _, rs) in relevant {
+    for r in relevant {
+        if r.rules_out(norm, t, scratch) {
+            continue;
+        }
+        let sh = sh.get_or_insert_with(|| shingles_of_normalised(norm));
+        let rs = &r.shingles;
         let (a, b) = (sh.len().min(rs.len()), sh.len().max(rs.len()));
         if (a as f64) < t * b as f64 {
             continue; // sizes alone rule out a Jaccard of t
         }
-        let j = jaccard(&sh, rs);
+        let j = jaccard(sh, rs);
         if j >= t && best.is_none_or(|(_, bj)| j > bj) {
-            best = Some((*d, j));
+            best = Some((r.doc, j));
         }
     }
     best
@@ -362,154 +397,5 @@ fn pick_cross(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scoring::{Method, Params};
-
-    fn cfg() -> MiningSettings {
-        MiningSettings {
-            depth: 100,
-            rank_min: 1,
-            rank_max: 100,
-            max_score_ratio: None,
-            near_dup_threshold: Some(0.9),
-            same_domain: 10,
-            cross_domain: 4,
-            sampling: Sampling::Top,
-            seed: 0,
-            max_pairs: None,
-        }
-    }
-
-    #[test]
-    fn cross_domain_round_robin() {
-        let c = |doc, rank| Candidate {
-            doc,
-            score: 1.0,
-            rank,
-        };
-        let domains = vec![1, 1, 1, 2, 2, 3];
-        let picked = pick_cross(
-            vec![c(0, 1), c(1, 2), c(2, 3), c(3, 4), c(4, 5), c(5, 6)],
-            &domains,
-            &MiningSettings {
-                cross_domain: 4,
-                ..cfg()
-            },
-            &mut Rng(0),
-        );
-        assert_eq!(
-            picked.iter().map(|c| c.doc).collect::<Vec<_>>(),
-            vec![0, 3, 5, 1]
-        );
-    }
-
-    #[test]
-    fn twins_are_suspects_not_negatives() {
-        let texts = vec![
-            "the reef is safe at high tide, says the pilot",
-            "the reef is safe at high tide, says the pilot",
-            "the reef is safe at high tide, says the pilot!",
-            "the reef at low tide is not safe for ships",
-            "a pilot knows the reef",
-        ];
-        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
-        let tokenized: Vec<Vec<&str>> = texts.iter().map(|t| t.split(' ').collect()).collect();
-        let idx = Bm25Index::from_tokens(&tokenized, p).unwrap();
-        let q = MiningQuery {
-            terms: idx.term_ids(&["reef", "tide", "safe"]),
-            positives: vec![0],
-            relevant: vec![0],
-            domain: 0,
-            key: 1,
-        };
-        let m = mine(&idx, &texts, &[0; 5], &[q], &cfg()).unwrap().remove(0);
-        let suspects: Vec<u32> = m.suspects.iter().map(|s| s.doc).collect();
-        // Documents 1 and 2 tie: id "2" ranks first (ties: id descending).
-        assert_eq!(suspects, vec![2, 1]);
-        assert!(m
-            .same
-            .iter()
-            .all(|c| c.doc != 1 && c.doc != 2 && c.doc != 0));
-        assert_eq!(m.pairs.len(), m.same.len());
-    }
-
-    /// Doc 0 shares no term with the query "reef" (scores 0); doc 1 and doc 3 are
-    /// "reef" plus one other word (equal scores); doc 2 repeats "reef" (scores
-    /// higher); doc 4 is longer (scores lower).
-    const CEILING_DOCS: [&str; 5] = [
-        "anchor chain",
-        "reef tide",
-        "reef reef reef",
-        "reef sand",
-        "reef sand tide wave",
-    ];
-
-    fn ceiling_world() -> Bm25Index {
-        let tokenized: Vec<Vec<&str>> = CEILING_DOCS
-            .iter()
-            .map(|t| t.split(' ').collect())
-            .collect();
-        let p = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
-        Bm25Index::from_tokens(&tokenized, p).unwrap()
-    }
-
-    fn query(idx: &Bm25Index, positives: Vec<u32>) -> MiningQuery {
-        MiningQuery {
-            terms: idx.term_ids(&["reef"]),
-            relevant: positives.clone(),
-            positives,
-            domain: 0,
-            key: 0,
-        }
-    }
-
-    #[test]
-    fn a_positive_scoring_zero_does_not_set_the_ceiling() {
-        let idx = ceiling_world();
-        let texts = CEILING_DOCS;
-        let settings = MiningSettings {
-            max_score_ratio: Some(1.0),
-            near_dup_threshold: None,
-            ..cfg()
-        };
-        let q = query(&idx, vec![0, 1]);
-        let m = mine(&idx, &texts, &[0; 5], &[q], &settings)
-            .unwrap()
-            .remove(0);
-        assert_eq!(m.skipped, None);
-        assert_eq!(m.positive_scores[0], 0.0);
-        // ceiling = 1.0 x score(doc 1): doc 2 scores above it, doc 3 ties it, doc 4 is below
-        let same: Vec<u32> = m.same.iter().map(|c| c.doc).collect();
-        assert_eq!(same, vec![3, 4]);
-        assert_eq!(m.dropped_by_score, 1);
-        assert_eq!(m.pairs, vec![(0, 3), (0, 4), (1, 3), (1, 4)]);
-    }
-
-    #[test]
-    fn a_query_whose_positives_all_score_zero_is_skipped_under_a_ceiling() {
-        let idx = ceiling_world();
-        let texts = CEILING_DOCS;
-        let with_ceiling = MiningSettings {
-            max_score_ratio: Some(0.9),
-            ..cfg()
-        };
-        let m = mine(
-            &idx,
-            &texts,
-            &[0; 5],
-            &[query(&idx, vec![0])],
-            &with_ceiling,
-        )
-        .unwrap()
-        .remove(0);
-        assert_eq!(m.skipped, Some(Skip::NoPositiveScored));
-        assert!(m.same.is_empty() && m.pairs.is_empty() && m.dropped_by_score == 0);
-        // without a ceiling the same query is mined as usual
-        let m = mine(&idx, &texts, &[0; 5], &[query(&idx, vec![0])], &cfg())
-            .unwrap()
-            .remove(0);
-        assert_eq!(m.skipped, None);
-        assert_eq!(m.same.len(), 4);
-    }
-}
+#[path = "mining_tests.rs"]
+mod tests;

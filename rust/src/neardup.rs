@@ -4,47 +4,46 @@
 //! shingled like ASCII (5 letters, never a window starting mid-character).
 //! Exact duplicates after normalisation have similarity 1.
 
+use rustc_hash::FxHashSet;
+
 const SHINGLE: usize = 5;
 
 pub fn normalise(text: &str) -> String {
-    if text.is_ascii() {
-        return normalise_ascii(text.as_bytes());
-    }
     let mut out = String::with_capacity(text.len());
+    normalise_into(text, &mut out);
+    out
+}
+
+/// `normalise` into a reused buffer (cleared first): mining normalises every
+/// candidate, and a fresh string each time costs an allocation.
+pub fn normalise_into(text: &str, out: &mut String) {
+    out.clear();
     let mut space = true;
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-            space = false;
-        } else if !space {
-            out.push(' ');
-            space = true;
+    if text.is_ascii() {
+        // A byte at a time; the same as the general path for ASCII text.
+        for &c in text.as_bytes() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase() as char);
+                space = false;
+            } else if !space {
+                out.push(' ');
+                space = true;
+            }
+        }
+    } else {
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                out.extend(c.to_lowercase());
+                space = false;
+            } else if !space {
+                out.push(' ');
+                space = true;
+            }
         }
     }
     if out.ends_with(' ') {
         out.pop();
     }
-    out
-}
-
-/// The same as the general path for ASCII text, a byte at a time.
-fn normalise_ascii(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut space = true;
-    for &c in text {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-            space = false;
-        } else if !space {
-            out.push(b' ');
-            space = true;
-        }
-    }
-    if out.last() == Some(&b' ') {
-        out.pop();
-    }
-    // Only ASCII bytes were pushed.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One shingle. A window whose characters all lie below U+1000 (Latin, Greek,
@@ -96,26 +95,185 @@ fn shingle(w: &[u32], short: bool) -> Shingle {
 }
 
 pub fn shingles_of_normalised(norm: &str) -> Vec<Shingle> {
-    let mut out: Vec<Shingle> = if norm.is_ascii() {
+    let mut out = Vec::with_capacity(max_shingles(norm));
+    for_each_shingle(norm, &mut Vec::new(), |s| {
+        out.push(s);
+        true
+    });
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Calls `f` with each window's shingle in text order (repeats included)
+/// until it returns false; `chars` is a reused buffer for non-ASCII text.
+fn for_each_shingle(norm: &str, chars: &mut Vec<u32>, mut f: impl FnMut(Shingle) -> bool) {
+    if norm.is_ascii() {
         // one byte per character, all below U+1000: packed directly
         let b = norm.as_bytes();
         let pack = |w: &[u8]| w.iter().fold(0, |acc, &x| (acc << 12) | x as Shingle);
         if b.len() < SHINGLE {
-            vec![SHORT | pack(b)]
+            f(SHORT | pack(b));
         } else {
-            b.windows(SHINGLE).map(pack).collect()
+            for w in b.windows(SHINGLE) {
+                if !f(pack(w)) {
+                    return;
+                }
+            }
         }
     } else {
-        let cs: Vec<u32> = norm.chars().map(|c| c as u32).collect();
-        if cs.len() < SHINGLE {
-            vec![shingle(&cs, true)]
+        chars.clear();
+        chars.extend(norm.chars().map(|c| c as u32));
+        if chars.len() < SHINGLE {
+            f(shingle(chars, true));
         } else {
-            cs.windows(SHINGLE).map(|w| shingle(w, false)).collect()
+            for w in chars.windows(SHINGLE) {
+                if !f(shingle(w, false)) {
+                    return;
+                }
+            }
         }
-    };
-    out.sort_unstable();
-    out.dedup();
-    out
+    }
+}
+
+/// Reused buffers for `Twin::rules_out` and `normalise_into`, one per thread.
+#[derive(Default)]
+pub struct TwinScratch {
+    pub norm: String,
+    chars: Vec<u32>,
+    misses: Vec<Shingle>,
+}
+
+/// A relevant document prepared for twin tests against many candidates: its
+/// normalised text, its sorted shingles, and the same as a hash set.
+pub struct Twin {
+    pub doc: u32,
+    pub norm: String,
+    pub shingles: Vec<Shingle>,
+    set: FxHashSet<Shingle>,
+}
+
+impl Twin {
+    pub fn new(doc: u32, text: &str) -> Twin {
+        let norm = normalise(text);
+        let shingles = shingles_of_normalised(&norm);
+        let set = shingles.iter().copied().collect();
+        Twin {
+            doc,
+            norm,
+            shingles,
+            set,
+        }
+    }
+
+    /// True when the Jaccard similarity of this document and a candidate
+    /// (normalised text `norm`), as `jaccard` computes it, is certainly below
+    /// `t`; false means it may not be (compute it). Walks the candidate's
+    /// windows counting its distinct shingles outside this document (M): the
+    /// intersection is at most |R| and the union |R| + M, so once
+    /// |R| / (|R| + M) < t in floating point the similarity is below t too
+    /// (division rounds monotonically), and the rest of the text is skipped.
+    /// Distinct documents reach that bound within a few dozen windows.
+    pub fn rules_out(&self, norm: &str, t: f64, scratch: &mut TwinScratch) -> bool {
+        let TwinScratch { chars, misses, .. } = scratch;
+        let mut count = self.miss_counter(t, misses);
+        let mut out = false;
+        for_each_shingle(norm, chars, |s| {
+            out = count(s);
+            !out
+        });
+        out
+    }
+
+    /// `rules_out` for an ASCII text not yet normalised: normalises and
+    /// shingles it as it goes, so a distinct document costs a few dozen
+    /// characters, not a pass over all of it and an allocation.
+    pub fn rules_out_ascii(&self, text: &[u8], t: f64, scratch: &mut TwinScratch) -> bool {
+        let mut count = self.miss_counter(t, &mut scratch.misses);
+        let mut out = false;
+        for_each_shingle_of_raw_ascii(text, |s| {
+            out = count(s);
+            !out
+        });
+        out
+    }
+
+    /// A counter of a candidate's shingles outside this document: fed each
+    /// window's shingle, it says whether the distinct ones now rule the
+    /// candidate out (see `rules_out`).
+    fn miss_counter<'a>(
+        &'a self,
+        t: f64,
+        misses: &'a mut Vec<Shingle>,
+    ) -> impl FnMut(Shingle) -> bool + 'a {
+        let limit = miss_limit(self.shingles.len(), t);
+        misses.clear();
+        move |s| {
+            if self.set.contains(&s) {
+                return false;
+            }
+            misses.push(s);
+            if misses.len() >= limit {
+                // Repeated windows count once.
+                misses.sort_unstable();
+                misses.dedup();
+                return misses.len() >= limit;
+            }
+            false
+        }
+    }
+}
+
+/// The shingles of `normalise(text)` for an ASCII `text`, in window order,
+/// without building the normalised text: lower-cased alphanumerics, one space
+/// for each run of other bytes between two of them. Stops when `f` says so.
+fn for_each_shingle_of_raw_ascii(text: &[u8], mut f: impl FnMut(Shingle) -> bool) {
+    const MASK: Shingle = (1 << (12 * SHINGLE)) - 1;
+    let mut window: Shingle = 0;
+    let mut len = 0usize;
+    let mut pending_space = false;
+    for &c in text {
+        if !c.is_ascii_alphanumeric() {
+            pending_space = len > 0;
+            continue;
+        }
+        let mut push = |x: u8| {
+            window = ((window << 12) | x as Shingle) & MASK;
+            len += 1;
+            len < SHINGLE || f(window)
+        };
+        if pending_space {
+            pending_space = false;
+            if !push(b' ') {
+                return;
+            }
+        }
+        if !push(c.to_ascii_lowercase()) {
+            return;
+        }
+    }
+    if len < SHINGLE {
+        f(SHORT | window);
+    }
+}
+
+/// The fewest shingles outside a document of `r` shingles that put a
+/// candidate's Jaccard similarity with it below `t` (in f64, as `jaccard`
+/// computes it): the smallest m with r / (r + m) < t.
+fn miss_limit(r: usize, t: f64) -> usize {
+    let guess = ((r as f64) * (1.0 / t - 1.0)).floor();
+    if guess >= 1e12 {
+        return usize::MAX; // a threshold so low that no count rules a candidate out
+    }
+    let below = |m: usize| (r as f64) / ((r + m) as f64) < t;
+    let mut m = guess.max(0.0) as usize;
+    while m > 0 && below(m - 1) {
+        m -= 1;
+    }
+    while !below(m) {
+        m += 1;
+    }
+    m
 }
 
 /// Jaccard similarity of two sorted, distinct shingle sets.
@@ -139,85 +297,5 @@ pub fn jaccard(a: &[Shingle], b: &[Shingle]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn twins_and_strangers() {
-        let a = shingles(
-            "Domain: medicine. Operational fact: silverleaf reduces venom. Record index: 15.",
-        );
-        let b =
-            shingles("domain medicine  operational FACT silverleaf reduces venom record index 3");
-        let c = shingles("The harbor master charts a safe channel through the reef.");
-        assert!(jaccard(&a, &b) > 0.9, "{}", jaccard(&a, &b));
-        assert!(jaccard(&a, &c) < 0.1);
-        assert_eq!(jaccard(&a, &a), 1.0);
-        assert_eq!(normalise("  Hello,  World!! "), "hello world");
-        assert_eq!(normalise("Ünïcode  Straße, OK"), "ünïcode straße ok");
-        assert_eq!(shingles("abc"), shingles("ABC!"));
-    }
-
-    /// Character 5-gram Jaccard computed the slow, obvious way.
-    fn brute(a: &str, b: &str) -> f64 {
-        use std::collections::HashSet;
-        let grams = |t: &str| -> HashSet<Vec<char>> {
-            let cs: Vec<char> = normalise(t).chars().collect();
-            if cs.len() < 5 {
-                return [cs].into_iter().collect();
-            }
-            cs.windows(5).map(|w| w.to_vec()).collect()
-        };
-        let (x, y) = (grams(a), grams(b));
-        x.intersection(&y).count() as f64 / x.union(&y).count() as f64
-    }
-
-    #[test]
-    fn shingles_are_characters_not_bytes() {
-        // 9 Cyrillic letters: 5 character windows (the byte version had 14 of 5 bytes)
-        assert_eq!(shingles("пароходик").len(), 5);
-        assert_eq!(max_shingles(&normalise("пароходик")), 5);
-        assert_eq!(shingles("東京都の港").len(), 1);
-        // one word changed in each: character Jaccard, not byte Jaccard
-        let pairs = [
-            (
-                "Капитан ведёт корабль через риф",
-                "Капитан ведёт лодку через риф",
-            ),
-            (
-                "港の船長は安全な航路を知っている",
-                "港の船長は危険な航路を知っている",
-            ),
-            ("Straße über den Fluß", "strasse über den fluss"),
-            ("abc", "ABC!"),
-            ("один", "одна"),
-        ];
-        for (a, b) in pairs {
-            let got = jaccard(&shingles(a), &shingles(b));
-            assert_eq!(got, brute(a, b), "{a} / {b}");
-        }
-        // counted by a Python set-of-substrings reference: 16 shared character 5-grams of 36 (5-byte shingles: 37 of 67,
-        // 0.55); for the Japanese pair 6 of 18 (bytes: 35 of 53, 0.66)
-        let j = |(a, b): (&str, &str)| jaccard(&shingles(a), &shingles(b));
-        assert_eq!(j(pairs[0]), 16.0 / 36.0);
-        assert_eq!(j(pairs[1]), 6.0 / 18.0);
-    }
-
-    #[test]
-    fn the_ascii_path_packs_like_the_general_one() {
-        for t in ["abcdef ghij", "abc", "a"] {
-            let cs: Vec<u32> = t.chars().map(|c| c as u32).collect();
-            let mut general: Vec<Shingle> = if cs.len() < SHINGLE {
-                vec![shingle(&cs, true)]
-            } else {
-                cs.windows(SHINGLE).map(|w| shingle(w, false)).collect()
-            };
-            general.sort_unstable();
-            general.dedup();
-            assert_eq!(shingles_of_normalised(t), general, "{t}");
-        }
-        // a text of one window and a shorter text never share a shingle
-        assert_ne!(shingles("abcde"), shingles("abcd"));
-        assert_ne!(shingles("港船長安全"), shingles("港船長安"));
-    }
-}
+#[path = "neardup_tests.rs"]
+mod tests;

@@ -37,14 +37,41 @@ impl Bm25Index {
             return Vec::new();
         }
         let q = self.canonical(q);
+        // Terms whose weights are all 0 (idf 0: Robertson's at df >= N/2,
+        // ATIRE's at df = N) add nothing to any score, yet would send the
+        // query down the exhaustive path. They sort last in canonical order, so
+        // the other terms are searched alone, with bit-identical scores (adding
+        // 0 changes no sum). The documents that only the zero terms match score
+        // exactly 0, so that answer is the top k whenever its k-th score is
+        // > 0; else (fewer than k documents score > 0) the full query runs.
+        // Only without a base score (BM25L/BM25+ have one and no zero terms).
+        if self.nonocc.is_empty() {
+            let nz = q
+                .iter()
+                .take_while(|&&t| self.max_w[t as usize] > 0.0)
+                .count();
+            if nz > 0 && nz < q.len() {
+                let hits = self.top_k_canonical(&q[..nz], k, scratch);
+                if hits.len() == k && hits[k - 1].score > 0.0 {
+                    #[cfg(test)]
+                    tests::ZERO_TERMS_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return hits;
+                }
+            }
+        }
+        self.top_k_canonical(&q, k, scratch)
+    }
+
+    /// `top_k` for a query in canonical order.
+    fn top_k_canonical(&self, q: &[u32], k: usize, scratch: &mut Scratch) -> Vec<Hit> {
         if !q.iter().all(|&t| self.positive[t as usize]) {
-            return self.top_k_exhaustive(&q, k, scratch);
+            return self.top_k_exhaustive(q, k, scratch);
         }
         // A query whose rarest term already covers much of the corpus has nothing
         // to prune: a dense scan beats bookkeeping per document.
         match q.first() {
-            Some(&t) if self.df(t) * 16 < self.n_docs => self.top_k_maxscore(&q, k, scratch),
-            _ => self.top_k_dense(&q, k, scratch),
+            Some(&t) if self.df(t) * 16 < self.n_docs => self.top_k_maxscore(q, k, scratch),
+            _ => self.top_k_dense(q, k, scratch),
         }
     }
 
@@ -265,8 +292,18 @@ impl Bm25Index {
         top.into_sorted()
     }
 
+    /// `top_k` with this thread's scratch, kept between calls: a fresh one
+    /// costs O(documents) to allocate and zero for every query.
     pub fn search(&self, q: &[u32], k: usize) -> Vec<Hit> {
-        self.top_k(q, k, &mut Scratch::default())
+        thread_local! {
+            static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+        }
+        // Taken out while in use (a nested or panicking call finds a fresh
+        // one, never a half-used accumulator), put back after.
+        let mut s = SCRATCH.take();
+        let hits = self.top_k(q, k, &mut s);
+        SCRATCH.set(s);
+        hits
     }
 
     /// Top-k for many queries at once, in parallel on the current rayon pool.

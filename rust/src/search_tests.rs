@@ -6,6 +6,8 @@ use crate::index::tests::corpus;
 use crate::scoring::{Method, Params};
 
 pub(super) static PRUNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub(super) static ZERO_TERMS_DROPPED: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 #[test]
 fn top_k_is_sorted_and_only_matching() {
@@ -231,4 +233,93 @@ fn tied_scores_rank_by_id_descending() {
         .map(|h| h.doc)
         .collect();
     assert_eq!(got, vec![2, 1]);
+}
+
+/// Robertson's idf is 0 for a term in at least half the documents: a query
+/// holding such a term equals a full sort, whether the top k is found
+/// without it (k-th score > 0) or needs the documents only it matches (fewer
+/// than k score > 0: they tie at 0 and enter by id), for k in 1, 10, 100, 1000.
+#[test]
+fn zero_weight_terms_are_searched_without_changing_the_top_k() {
+    let mut x: u64 = 99;
+    let mut next = |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m.max(1)
+    };
+    let n = 3000;
+    let docs: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            // "common" in ~70% of documents (idf 0), "half" in exactly half
+            let mut d = vec![format!("r{}", next(400)), format!("s{}", next(40))];
+            if next(10) < 7 {
+                d.push("common".into());
+            }
+            if i % 2 == 0 {
+                d.push("half".into());
+            }
+            d
+        })
+        .collect();
+    let ids: Vec<String> = (0..n)
+        .map(|i| format!("{}{i}", ["x", "", "y"][i % 3]))
+        .collect();
+    for m in ["robertson", "atire", "lucene"] {
+        let p = Params::new(Method::parse(m).unwrap(), 1.2, 0.75, 0.5).unwrap();
+        let idx = Bm25Index::from_tokens(&docs, p)
+            .unwrap()
+            .with_ids(&ids)
+            .unwrap();
+        let mut s = Scratch::default();
+        for q in [
+            vec!["r3", "common"],
+            vec!["common", "s7", "r11", "half"],
+            vec!["half", "common"],
+            vec!["r5", "r5", "common", "half", "s1"],
+        ] {
+            let q = idx.term_ids(&q);
+            for k in [1, 10, 100, 1000] {
+                assert_eq!(
+                    idx.top_k(&q, k, &mut s),
+                    full_sort(&idx, &q, &ids, k),
+                    "{m} {q:?} {k}"
+                );
+                assert_eq!(
+                    idx.search(&q, k),
+                    full_sort(&idx, &q, &ids, k),
+                    "{m} {q:?} {k}"
+                );
+            }
+        }
+    }
+    assert!(ZERO_TERMS_DROPPED.load(std::sync::atomic::Ordering::Relaxed) > 5);
+}
+
+/// `search` reuses one scratch per thread: alternating indexes of different
+/// sizes and paths (dense, pruned, exhaustive) must not see each other's
+/// accumulators.
+#[test]
+fn search_reuses_its_scratch_across_indexes() {
+    let big: Vec<Vec<String>> = (0..5000)
+        .map(|i| vec![format!("t{}", i % 7), format!("u{}", i % 300), "all".into()])
+        .collect();
+    let lucene = Params::new(Method::Lucene, 1.5, 0.75, 0.5).unwrap();
+    let robertson = Params::new(Method::Robertson, 1.5, 0.75, 0.5).unwrap();
+    let a = Bm25Index::from_tokens(&big, lucene).unwrap();
+    let b = Bm25Index::from_tokens(&corpus(), lucene).unwrap();
+    let c = Bm25Index::from_tokens(&big[..3000], robertson).unwrap();
+    for round in 0..3 {
+        for (idx, q) in [
+            (&a, vec!["t1", "u7"]),
+            (&b, vec!["sat", "cat"]),
+            (&a, vec!["all", "t3"]),
+            (&c, vec!["all", "u9"]),
+            (&a, vec!["u5"]),
+        ] {
+            let q = idx.term_ids(&q);
+            let want = idx.top_k(&q, 10, &mut Scratch::default());
+            assert_eq!(idx.search(&q, 10), want, "round {round} {q:?}");
+        }
+    }
 }
