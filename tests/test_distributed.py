@@ -40,9 +40,10 @@ def ray_cluster():
         yield "Ray is not installed (pip install 'bdnsca[ray]')"
         return
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # address="local": a private cluster even with RAY_ADDRESS set or `ray start` running
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     except Exception as e:  # pragma: no cover - depends on the machine
-        yield f"a local Ray cluster cannot start here: {type(e).__name__}: {e}"
+        yield f"Ray is installed but a local Ray cluster cannot start here: {type(e).__name__}: {e}"
         return
     try:
         yield None
@@ -150,25 +151,109 @@ def test_chunk_bounds_cover_every_query_once_in_order(n, chunks):
     assert not sizes or max(sizes) - min(sizes) <= 1
 
 
-def test_pack_unpack_roundtrip_of_a_directory_index(tmp_path):
-    """The segmented index will be a directory: every file, nested ones included, must arrive."""
-    root = tmp_path / "idx"
-    (root / "segments" / "s1").mkdir(parents=True)
-    files = {"manifest.json": b"{}", "segments/s1/postings.bin": bytes(range(256)), "segments/a": b""}
-    for rel, data in files.items():
-        (root / rel).write_bytes(data)
-    back = distributed.unpack_index(distributed.pack_index(root), "idx")
-    assert {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()} == files
+def _folder_index(path: Path, n: int = 40) -> Path:
+    docs = [f"doc {i} words w{i % 7} w{i % 3} shared" for i in range(n)]
+    bdnsca.BM25().index(docs, ids=[f"d{i}" for i in range(n)]).save(path)
+    assert path.is_dir()
+    return path
+
+
+def _manifest_files(root: Path) -> set[str]:
+    m = json.loads((root / "manifest.json").read_text())
+    names = {s["file"] for s in m["segments"]} | {s["deletes"]["file"] for s in m["segments"] if s["deletes"]}
+    return names | {"manifest.json"}
+
+
+def test_pack_ships_exactly_the_manifests_files_after_append_and_merge(tmp_path):
+    """After append + delete + merge the folder still holds the previous generation's
+    segments and deletes files (and may hold temporary manifests): the pack is the manifest's
+    files only, checked against the manifest read independently, and loads to the same index."""
+    root = _folder_index(tmp_path / "idx")
+    bdnsca.BM25.append_to(root, ["new doc one", "new doc two"], ["n1", "n2"])
+    bdnsca.BM25.delete_from(root, ["d3"])
+    b = bdnsca.BM25.load(root)
+    b.merge()
+    b.save(root)
+    (root / ".manifest.json.tmp-123").write_bytes(b"partial")
+    on_disk = {p.name for p in root.iterdir()}
+    wanted = _manifest_files(root)
+    assert on_disk > wanted  # the old generation is still there (else this test shows nothing)
+    packed = distributed.pack_index(root)
+    assert set(packed) == wanted
+    assert sum(map(len, packed.values())) == sum((root / n).stat().st_size for n in wanted)
+    assert distributed.packed_version(packed) == distributed.index_version(root)
+    back = distributed.unpack_index(packed, "idx")
+    assert bdnsca.BM25.load(back).ids == bdnsca.BM25.load(root).ids
+
+
+def test_pack_of_a_manifest_naming_a_vanished_file_says_the_index_changed(tmp_path):
+    root = _folder_index(tmp_path / "idx")
+    (seg,) = root.glob("seg-*")
+    seg.unlink()
+    with pytest.raises(bdnsca.BdnscaError, match="changed while it was packed"):
+        distributed.pack_index(root)
 
 
 def test_cache_key_changes_when_the_index_is_rewritten(tmp_path):
-    """A worker keeps loaded indexes by key: an index rebuilt at the same path must not be
-    served from the cache."""
+    """A worker keeps loaded indexes by key: an index rebuilt or appended to at the same path
+    must not be served from the cache."""
     p = tmp_path / "i.bm25"
     bdnsca.BM25().index(["a b", "c d"]).save(p)
-    k1 = distributed._stat_key(p)
+    k1 = distributed.IndexSource.from_path(p).key
     bdnsca.BM25().index(["a b", "c d", "e f g"]).save(p)
-    assert distributed._stat_key(p) != k1
+    k2 = distributed.IndexSource.from_path(p).key
+    bdnsca.BM25.append_to(p, ["h i"], ["x"])
+    assert len({k1, k2, distributed.IndexSource.from_path(p).key}) == 3
+
+
+def test_a_worker_refuses_an_index_changed_since_the_driver_pinned_it(tmp_path):
+    """The race of a Ray run (no Ray needed: IndexSource.load is what a worker runs): the
+    driver pins the version, another process appends, the worker's load must raise, not
+    search another version of the index."""
+    root = _folder_index(tmp_path / "idx")
+    source = distributed.IndexSource.from_path(root)
+    assert source.load().ids == bdnsca.BM25.load(root).ids  # unchanged: loads
+    bdnsca.BM25.append_to(root, ["late doc"], ["late"])
+    with pytest.raises(bdnsca.BdnscaError, match=r"index at .* changed during the run .*expected .*rerun"):
+        source.load()
+    with pytest.raises(bdnsca.BdnscaError, match="changed during the run"):
+        distributed.load_pinned(root, source.version)
+    bm25, version = distributed.load_pinned(root)
+    assert version == distributed.index_version(root) != source.version and "late" in bm25.ids
+
+
+def test_unreadable_index_on_a_worker_names_the_node(tmp_path):
+    """Not only a missing index: any OSError reading it on a worker names the node (and keeps
+    its class, so the driver raises it as locally)."""
+    (tmp_path / "file").write_text("x")
+    source = distributed.IndexSource(key="k", path=str(tmp_path / "file" / "idx"))
+    with pytest.raises(NotADirectoryError, match=f"on Ray node {socket.gethostname()}"):
+        source.load()
+
+
+def test_plan_chunks_keeps_the_per_chunk_cap():
+    """--ray-tasks N asks for N chunks, but never chunks above MAX_CHUNK_QUERIES."""
+    cap = distributed.MAX_CHUNK_QUERIES
+    for n, tasks in ((10 * cap + 1, 2), (cap, 1), (cap + 1, 1), (50, 7), (0, 3)):
+        bounds = distributed.plan_chunks(n, tasks)
+        assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
+        assert all(b - a <= cap for a, b in bounds)
+        assert len(bounds) == min(n, max(tasks, -(-n // cap)))
+
+
+@pytest.mark.parametrize("cmd", ["search", "mine-negatives"])
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_bad_threads_with_ray_is_a_usage_error_before_any_cluster(monkeypatch, tmp_path, cmd, threads):
+    def no_cluster(*a, **k):
+        raise AssertionError("a cluster was started before --threads was checked")
+
+    monkeypatch.setattr(distributed, "connect", no_cluster)
+    if cmd == "search":
+        args = ["search", "--index", CORPUS, "--queries", GOLD, "-o", tmp_path / "r.trec"]
+    else:
+        args = ["mine-negatives", "--retrieval-gold", GOLD, "--retrieval-corpus", CORPUS]
+    res = CliRunner().invoke(cli, [*map(str, args), "--ray", "local", "--threads", threads])
+    assert res.exit_code == 2 and "--threads must be >= 1" in res.output, res.output
 
 
 # ----------------------------------------------------------------------------- bundled data
@@ -417,3 +502,72 @@ def test_mine_ray_uneven_and_empty(ray_up, bundled_index):
             remote.summary,
         )
         assert local.summary["queries"]["used"] == (0 if queries is nowhere else len(queries))
+
+
+# ----------------------------------------------------------------------------- pinned index version
+
+
+def test_search_ray_refuses_an_index_appended_to_after_the_driver_pinned_it(ray_up, tmp_path):
+    """Deterministic race: the version is pinned, then another process appends before the
+    first task loads: the run must fail with the changed-index error and write no run file
+    (before: the workers searched the new version silently)."""
+    root = _folder_index(tmp_path / "idx")
+    qs = [Query(f"q{i}", f"w{i % 7} shared", {}) for i in range(6)]
+    version = distributed.index_version(root)
+    bdnsca.BM25.append_to(root, ["w1 shared shared"], ["late"])
+    with pytest.raises(bdnsca.BdnscaError, match="changed during the run"):
+        distributed.search_to_file_ray(root, qs, tmp_path / "r.trec", k=5, chunks=2, version=version)
+    assert not (tmp_path / "r.trec").exists()
+    for object_store in (False, True):  # unchanged since pinned: runs, equal to local
+        out = tmp_path / f"ok{object_store}.trec"
+        distributed.search_to_file_ray(root, qs, out, k=5, chunks=2, object_store=object_store)
+        search_to_file(bdnsca.BM25.load(root), qs, tmp_path / "l.trec", k=5)
+        same_files(tmp_path / "l.trec", out)
+
+
+def test_mine_ray_refuses_an_index_changed_under_the_driver(ray_up, bundled_index, tmp_path):
+    """The reviewer's race: the driver mines with the index it loaded; another process upserts
+    3 documents (texts unchanged, so their positions move) before the tasks run. Before the
+    fix the workers mined the new numbering and the driver mapped positions to wrong ids with
+    no error."""
+    import shutil
+
+    from bdnsca.retrieval.mining import mine_hard_negatives
+
+    root = tmp_path / "idx"
+    shutil.copytree(bundled_index, root)
+    bm25 = bdnsca.BM25.load(root)
+    gold = read_queries(GOLD)[:20]
+    first = [json.loads(line) for line in CORPUS.read_text().splitlines()[:3]]
+    inner = distributed.ray_miner(root, chunks=3)
+
+    def miner(job, texts, progress=None):
+        bdnsca.BM25.append_to(root, [d["text"] for d in first], [d["doc_id"] for d in first], mode="upsert")
+        return inner(job, texts, progress)
+
+    with pytest.raises(bdnsca.BdnscaError, match="changed during the run"):
+        mine_hard_negatives(CORPUS, gold, bm25=bm25, sampling="random", seed=5, miner=miner)
+    # pinned by the CLI's load_pinned: a change after the driver's load is refused as well
+    # (a fresh copy: workers still hold the pinned version of `root`, which they may reuse)
+    root2 = tmp_path / "idx2"
+    shutil.copytree(bundled_index, root2)
+    bm25, version = distributed.load_pinned(root2)
+    bdnsca.BM25.delete_from(root2, [first[0]["doc_id"]])
+    with pytest.raises(bdnsca.BdnscaError, match="changed during the run"):
+        mine_hard_negatives(
+            CORPUS, gold, bm25=bm25, miner=distributed.ray_miner(root2, chunks=2, version=version)
+        )
+
+
+def test_ray_tasks_still_respect_the_per_chunk_cap(ray_up, bundled_index, tmp_path, monkeypatch):
+    """--ray-tasks 1 over 10 queries with a cap of 3 queries per chunk: 4 chunks (the
+    progress callback runs once per chunk), and the file is the local one."""
+    monkeypatch.setattr(distributed, "MAX_CHUNK_QUERIES", 3)
+    qs = read_queries(PARAPHRASE)[:10]
+    sizes: list[int] = []
+    distributed.search_to_file_ray(
+        bundled_index, qs, tmp_path / "r.trec", k=5, chunks=1, progress=sizes.append
+    )
+    assert sizes == [3, 3, 2, 2]
+    search_to_file(bdnsca.BM25.load(bundled_index), qs, tmp_path / "l.trec", k=5)
+    same_files(tmp_path / "l.trec", tmp_path / "r.trec")

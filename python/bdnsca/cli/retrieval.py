@@ -42,11 +42,14 @@ def _ray_options(f):
     )(f)
 
 
-def _check_ray_flags(ray_address, ray_tasks, ray_object_store) -> None:
+def _check_ray_flags(ray_address, ray_tasks, ray_object_store, threads=None) -> None:
+    """Checked before any cluster starts (a local one takes seconds)."""
     if ray_address is None and (ray_tasks is not None or ray_object_store):
         raise click.UsageError("--ray-tasks and --ray-object-store need --ray ADDRESS")
     if ray_tasks is not None and ray_tasks <= 0:
         raise click.UsageError(f"--ray-tasks must be >= 1, got {ray_tasks}")
+    if threads is not None and threads <= 0:
+        raise click.UsageError(f"--threads must be >= 1, got {threads} (leave it out for the default)")
 
 
 # ----------------------------------------------------------------------------- index
@@ -308,7 +311,7 @@ def search_cmd(
 
     if k <= 0:
         raise BdnscaError(f"--k must be >= 1, got {k}")
-    _check_ray_flags(ray_address, ray_tasks, ray_object_store)
+    _check_ray_flags(ray_address, ray_tasks, ray_object_store, threads)
     if ray_address is not None and (rerank_model or dense_path or hybrid):
         raise click.UsageError("--ray covers BM25 search only: drop --rerank/--dense/--hybrid")
     rerank = None
@@ -728,14 +731,21 @@ def mine_negatives_cmd(
         pattern=pattern or "alnum",
     )
     settings.validate()
-    _check_ray_flags(ray_address, ray_tasks, ray_object_store)
     if threads is not None and ray_address is None:
         raise click.UsageError("mine-negatives --threads applies to --ray tasks (locally it uses every core)")
+    _check_ray_flags(ray_address, ray_tasks, ray_object_store, threads)
     if index_path and (method or stopwords or stemmer or pattern):
         raise click.UsageError(
             "--index brings its own method and tokenizer: drop --method/--stopwords/--stemmer/--pattern"
         )
-    bm25 = BM25.load(index_path) if index_path else None
+    version = None
+    if index_path and ray_address is not None:
+        from bdnsca.retrieval import distributed
+
+        # The workers load this very version (the run is pinned on its manifest's hash).
+        bm25, version = distributed.load_pinned(index_path)
+    else:
+        bm25 = BM25.load(index_path) if index_path else None
     hn_default, pairs_default, summary_default = default_output_paths(retrieval_gold)
     con = _console()
     with _progress() as bar:
@@ -750,8 +760,9 @@ def mine_negatives_cmd(
             from bdnsca.retrieval import distributed
 
             miner = distributed.ray_miner(
-                index_path, chunks=ray_tasks, cpus_per_task=threads or 1, object_store=ray_object_store
-            )
+                index_path, chunks=ray_tasks, cpus_per_task=threads or 1, object_store=ray_object_store,
+                version=version,
+            )  # fmt: skip
             with distributed.session(ray_address):
                 result = mine_hard_negatives(
                     retrieval_corpus, retrieval_gold, settings, bm25=bm25, progress=tick, miner=miner

@@ -152,10 +152,24 @@ def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def min_chunks(n: int) -> int:
+    """The fewest chunks that keep every chunk within :data:`MAX_CHUNK_QUERIES` queries."""
+    return math.ceil(n / MAX_CHUNK_QUERIES)
+
+
+def plan_chunks(n: int, tasks: int | None) -> list[tuple[int, int]]:
+    """The chunks of ``n`` queries: ``tasks`` of them (default :func:`default_chunks`), but
+    never fewer than :func:`min_chunks` (a chunk's result comes back through the object store
+    whole, so ``--ray-tasks 2`` over 10M queries still gets chunks of at most 4096)."""
+    if tasks is not None and tasks <= 0:
+        raise BdnscaError(f"the number of Ray tasks must be >= 1, got {tasks}")
+    return chunk_bounds(n, max(tasks if tasks is not None else default_chunks(n), min_chunks(n), 1))
+
+
 def default_chunks(n: int) -> int:
     """:data:`TASKS_PER_CPU` per cluster CPU, more when that would exceed
     :data:`MAX_CHUNK_QUERIES` queries per chunk."""
-    return max(TASKS_PER_CPU * cluster_cpus(), math.ceil(n / MAX_CHUNK_QUERIES), 1)
+    return max(TASKS_PER_CPU * cluster_cpus(), min_chunks(n), 1)
 
 
 def _ordered(submit: Callable[[int], Any], n_chunks: int) -> Iterator[tuple[int, Any]]:
@@ -208,19 +222,88 @@ def _task(fn: Callable[..., Any], cpus_per_task: int) -> Any:
 # ----------------------------------------------------------------------------- index shipping
 
 
-def _files_of(path: Path) -> list[Path]:
-    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+def index_version(path: str | os.PathLike[str]) -> str:
+    """The version of the index at ``path``: the SHA-256 of its ``manifest.json`` for an index
+    folder (the manifest names every segment and deletes file with its length and CRC, and its
+    generation changes with any append, delete or merge), of its bytes for a single-file index.
+    A run pins it on the driver; every worker checks the index it loaded has it."""
+    from bdnsca.data.io import index_sha256
+
+    return index_sha256(path)
+
+
+def _changed(path: Any, got: str, expected: str) -> BdnscaError:
+    return BdnscaError(
+        f"index at {path} changed during the run (manifest hash {got[:16]}, expected {expected[:16]}); rerun"
+    )
+
+
+def load_pinned(path: str | os.PathLike[str], expected: str | None = None) -> tuple[Any, str]:
+    """``(BM25.load(path), version)``, where ``version`` (:func:`index_version`) is read before
+    and after the load and must not change in between (a concurrent append, delete or merge
+    would give an index of unknown version). With ``expected``, the version must be that one:
+    anything else raises BdnscaError ("index at PATH changed during the run ...; rerun")."""
+    from bdnsca._core import BM25
+
+    before = index_version(path)
+    if expected is not None and before != expected:
+        raise _changed(path, before, expected)
+    try:
+        bm25 = BM25.load(path)
+    except Exception:
+        # A file named by the manifest read at the start may have been collected since.
+        after = index_version(path)
+        if after != before:
+            raise _changed(path, after, expected or before) from None
+        raise
+    after = index_version(path)
+    if after != before:
+        raise _changed(path, after, expected or before)
+    return bm25, before
+
+
+def _manifest_files(manifest: bytes, root: Path) -> list[str]:
+    """The files an index folder's manifest names (segments and their deletes files)."""
+    import json
+
+    try:
+        segments = json.loads(manifest)["segments"]
+        files = [seg["file"] for seg in segments]
+        files += [seg["deletes"]["file"] for seg in segments if seg.get("deletes")]
+    except (ValueError, KeyError, TypeError) as e:
+        raise BdnscaError(f"{root / 'manifest.json'}: not a bdnsca index manifest ({e})") from None
+    for f in files:
+        if not isinstance(f, str) or Path(f).name != f or f in ("", ".", ".."):
+            raise BdnscaError(f"{root / 'manifest.json'}: bad file name {f!r}")
+    return files
 
 
 def pack_index(path: str | os.PathLike[str]) -> dict[str, bytes]:
-    """The bytes of an index as saved at ``path`` (a file, or a directory of files), by path
-    relative to ``path`` ("" for a single file); :func:`unpack_index` restores them."""
+    """The bytes of one version of the index saved at ``path``, by path relative to ``path``
+    ("" for a single file); :func:`unpack_index` restores them. For a folder: its
+    ``manifest.json`` as read once, then exactly the files that manifest names (not the
+    previous generation's files or temporary files that may lie beside them), so the pack is
+    one consistent version; a named file gone meanwhile (the folder changed) raises
+    BdnscaError."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"index not found: {root}")
     if root.is_file():
         return {"": root.read_bytes()}
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in _files_of(root)}
+    manifest = (root / "manifest.json").read_bytes()
+    packed = {"manifest.json": manifest}
+    for name in _manifest_files(manifest, root):
+        try:
+            packed[name] = (root / name).read_bytes()
+        except FileNotFoundError:
+            gone = f"index at {root} changed while it was packed ({name} is gone); rerun"
+            raise BdnscaError(gone) from None
+    return packed
+
+
+def packed_version(packed: dict[str, bytes]) -> str:
+    """:func:`index_version` of what :func:`pack_index` packed."""
+    return hashlib.sha256(packed["manifest.json"] if "manifest.json" in packed else packed[""]).hexdigest()
 
 
 def unpack_index(packed: dict[str, bytes], name: str = "index") -> Path:
@@ -236,50 +319,59 @@ def unpack_index(packed: dict[str, bytes], name: str = "index") -> Path:
     return target
 
 
-def _stat_key(path: Path) -> str:
-    """Changes when any file of the index changes (size or mtime), so a worker's cache never
-    serves an index rewritten in place."""
-    h = hashlib.sha256(str(path.resolve()).encode())
-    for p in _files_of(path):
-        st = p.stat()
-        h.update(f"{p.relative_to(path) if p != path else ''}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class IndexSource:
     """How workers get the index: ``path`` on storage every node can read, or ``packed`` (a
     one-element list holding the object ref of :func:`pack_index`'s bytes, wrapped so Ray does
-    not fetch it for tasks whose worker already holds the index). ``key`` names the index in
-    the per-worker cache."""
+    not fetch it for tasks whose worker already holds the index). ``version`` is the
+    :func:`index_version` the driver pinned: a worker loading another version raises
+    BdnscaError instead of using it. ``key`` names the index in the per-worker cache (it
+    includes the version)."""
 
     key: str
+    version: str = ""
     path: str | None = None
     packed: list[Any] | None = None
     name: str = "index"
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], *, object_store: bool = False) -> IndexSource:
+    def from_path(
+        cls, path: str | os.PathLike[str], *, object_store: bool = False, version: str | None = None
+    ) -> IndexSource:
+        """The index at ``path`` pinned at ``version`` (default: its version now)."""
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"index not found: {p}")
-        key = _stat_key(p)
         if object_store:
-            return cls(key=key, packed=[_ray().put(pack_index(p))], name=p.name)
-        return cls(key=key, path=str(p.resolve()))
+            packed = pack_index(p)
+            got = packed_version(packed)
+            if version is not None and got != version:
+                raise _changed(p, got, version)
+            return cls(key=f"packed:{got}", version=got, packed=[_ray().put(packed)], name=p.name)
+        version = version if version is not None else index_version(p)
+        resolved = str(p.resolve())
+        return cls(key=f"{resolved}@{version}", version=version, path=resolved)
 
     def load(self) -> Any:
-        """The index, loaded in this process (a worker)."""
+        """The index, loaded in this process (a worker), checked to be ``version``."""
         from bdnsca._core import BM25
 
         if self.path is not None:
             try:
-                return BM25.load(self.path)
+                return load_pinned(self.path, self.version or None)[0]
             except FileNotFoundError:
                 raise FileNotFoundError(
                     f"index {self.path} not found on Ray node {socket.gethostname()}: put it on storage "
                     "every node reads, or ship it with --ray-object-store"
                 ) from None
+            except OSError as e:
+                msg = (
+                    f"cannot read index {self.path} on Ray node {socket.gethostname()}: {e.strerror or e} "
+                    "(put it on storage every node reads, or ship it with --ray-object-store)"
+                )
+                if e.errno is None:
+                    raise BdnscaError(msg) from None
+                raise OSError(e.errno, msg) from None  # OSError(errno, ...) is the errno's subclass
         assert self.packed is not None
         path = unpack_index(_ray().get(self.packed[0]), self.name)
         try:
@@ -325,19 +417,23 @@ def search_to_file_ray(
     cpus_per_task: int = 1,
     object_store: bool = False,
     progress: Callable[[int], None] | None = None,
+    version: str | None = None,
 ) -> Any:
     """:func:`bdnsca.retrieval.bm25.search_to_file` over the connected Ray cluster: the
     queries in contiguous chunks (default :func:`default_chunks`), each searched by a task
     (``cpus_per_task`` CPUs and search threads) whose worker loads the index at ``index_path``
     once (or from the object store with ``object_store=True``); the driver writes the chunks in
-    query order, so the file equals the local one byte for byte. Returns a SearchSummary."""
+    query order, so the file equals the local one byte for byte. The run is pinned on the
+    index's version (``version``, default :func:`index_version` when the run starts): a worker
+    finding another version at ``index_path`` (the folder was appended to meanwhile) raises
+    BdnscaError rather than mix two versions in one run file. Returns a SearchSummary."""
     from bdnsca.data.io import open_run_writer
     from bdnsca.retrieval.bm25 import SearchSummary, write_search_batch
 
     if k <= 0:
         raise BdnscaError(f"k must be >= 1, got {k}")
-    source = IndexSource.from_path(index_path, object_store=object_store)
-    bounds = chunk_bounds(len(queries), chunks if chunks is not None else default_chunks(len(queries)))
+    source = IndexSource.from_path(index_path, object_store=object_store, version=version)
+    bounds = plan_chunks(len(queries), chunks)
     task = _task(_search_chunk, cpus_per_task)
 
     def submit(i: int) -> Any:
@@ -367,15 +463,41 @@ _PARAM_FIELDS = (
 ).split()
 
 
+def ids_digest(bm25: Any) -> str:
+    """SHA-256 of an index's document count and ids in order: the numbering the driver maps
+    mined positions back through, which a worker's index must share."""
+    h = hashlib.sha256(f"{bm25.n_docs}\n".encode())
+    for i in bm25.ids:
+        h.update(i.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def _mine_chunk(
-    source: IndexSource, corpus_key: str, corpus_ref: list[Any], rows: dict[str, list], params: dict
+    source: IndexSource,
+    corpus_key: str,
+    corpus_ref: list[Any],
+    rows: dict[str, list],
+    params: dict,
+    driver_ids: str = "",
 ) -> dict[str, Any]:
     """Ray task: ``_core.mine`` over one chunk of queries with the worker's index and texts;
-    returns the output's numpy columns (cut per query on the driver)."""
+    returns the output's numpy columns (cut per query on the driver). ``driver_ids`` is
+    :func:`ids_digest` of the driver's index: a worker index numbering its documents otherwise
+    would map every mined position to the wrong id, so it raises instead."""
     from bdnsca import _core
     from bdnsca.retrieval.mining import MiningJob
 
-    bm25 = _cached(source.key, source.load)
+    def load_with_digest() -> tuple[Any, str]:
+        bm25 = source.load()
+        return bm25, ids_digest(bm25)
+
+    bm25, digest = _cached(f"{source.key}:ids", load_with_digest)
+    if driver_ids and digest != driver_ids:
+        raise BdnscaError(
+            f"index at {source.path or source.name} changed during the run (manifest hash "
+            f"{source.version[:16]} holds other documents than the index mining started with); rerun"
+        )
 
     def load_corpus() -> tuple[Any, list[int]]:
         texts, domains = _ray().get(corpus_ref[0])
@@ -393,13 +515,20 @@ def ray_miner(
     chunks: int | None = None,
     cpus_per_task: int = 1,
     object_store: bool = False,
+    version: str | None = None,
 ) -> Callable[..., list[Any]]:
     """A ``miner`` for :func:`bdnsca.retrieval.mining.mine_hard_negatives` running on the
     connected Ray cluster: contiguous query chunks, one task each, results in query order.
     Workers load the index at ``index_path`` (the one mined with, on shared storage), or from
     the object store with ``object_store=True`` or when the miner built the index itself
     (``index_path=None``: it is saved to a temporary file and its bytes shipped). The documents'
-    texts and domains go through the object store once."""
+    texts and domains go through the object store once.
+
+    Workers use exactly the index the driver mines with: the run is pinned on ``version``
+    (:func:`index_version`; pass the one :func:`load_pinned` returned with the driver's index,
+    default the version when mining starts), and each worker checks its index has that version
+    and the driver's document ids in order (:func:`ids_digest`); otherwise the task raises
+    BdnscaError ("index at PATH changed during the run ...; rerun")."""
     if cpus_per_task <= 0:
         raise BdnscaError(f"CPUs per task must be >= 1, got {cpus_per_task}")
 
@@ -408,7 +537,7 @@ def ray_miner(
 
         ray = _ray()
         n = len(job.queries)
-        bounds = chunk_bounds(n, chunks if chunks is not None else default_chunks(n))
+        bounds = plan_chunks(n, chunks)
         if not bounds:
             return []
         with tempfile.TemporaryDirectory(prefix="bdnsca-ray-mine-") as tmp:
@@ -417,7 +546,8 @@ def ray_miner(
                 job.bm25.save(saved)
                 source = IndexSource.from_path(saved, object_store=True)
             else:
-                source = IndexSource.from_path(index_path, object_store=object_store)
+                source = IndexSource.from_path(index_path, object_store=object_store, version=version)
+        driver_ids = ids_digest(job.bm25)
         corpus_key = f"corpus-{uuid.uuid4().hex}"  # this run's texts; workers drop them later
         corpus_ref = [ray.put((texts, job.domains))]
         params = {f: getattr(job.params, f) for f in _PARAM_FIELDS}
@@ -429,7 +559,7 @@ def ray_miner(
                 name: getattr(job, name)[a:b]
                 for name in ("queries", "query_ids", "positives", "relevant", "query_domains")
             }
-            return task.remote(source, corpus_key, corpus_ref, rows, params)
+            return task.remote(source, corpus_key, corpus_ref, rows, params, driver_ids)
 
         mined: list[Any] = []
         for i, cols in _ordered(submit, len(bounds)):
@@ -484,7 +614,12 @@ __all__ = [
     "cluster_cpus",
     "connect",
     "default_chunks",
+    "ids_digest",
+    "index_version",
+    "load_pinned",
     "pack_index",
+    "packed_version",
+    "plan_chunks",
     "ray_miner",
     "search_to_file_ray",
     "session",
