@@ -99,6 +99,12 @@ r = CliRunner().invoke(cli, ["search", "--index", {str(tmp_path / "i.bm25")!r}, 
 assert r.exit_code == 0, r.output
 r = CliRunner().invoke(cli, ["mine-negatives", "--help"])
 assert r.exit_code == 0 and "--ray" in r.output, r.output
+r = CliRunner().invoke(cli, ["mine-negatives", "--retrieval-gold", {str(GOLD)!r}, "--retrieval-corpus",
+                            {str(CORPUS)!r}, "--index", {str(tmp_path / "s")!r},
+                            "--output-hard-negatives", {str(tmp_path / "hn.jsonl")!r},
+                            "--output-reranker-pairs", {str(tmp_path / "p.jsonl")!r},
+                            "--output-summary", {str(tmp_path / "sum.json")!r}])
+assert r.exit_code == 0, r.output
 print("ray" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -131,6 +137,78 @@ def test_unreachable_cluster_is_one_line_and_fast(bundled_index, tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith("error: cannot connect to the Ray cluster") and len(lines) == 1, out.stderr
     assert not (tmp_path / "r.trec").exists()
+
+
+_PROCS_UNDER = """
+def procs_under(root, me):
+    import os
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(pid) != me and root in cmd:
+            found.append(f"{pid}: {cmd[:120]}")
+    return found
+"""
+
+
+@pytest.mark.slow
+def test_search_ray_local_in_a_fresh_process_starts_and_stops_its_own_cluster(bundled_index, tmp_path):
+    """``search --ray local`` as a user runs it: a fresh interpreter with no cluster (RAY_*
+    unset, its own TMPDIR, so Ray's session directory and every process it starts name that
+    directory): the run file equals the local one; the child started a cluster of its own (a
+    session directory appeared under its TMPDIR: it did not join this module's cluster); by the
+    time the command returns (the child still alive, so Ray's atexit has not run) no process
+    naming that directory is left and Ray is not initialised; no unpacked index copy remains."""
+    import os
+    import tempfile
+    import textwrap
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'bdnsca[ray]')")
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("needs /proc to list the processes Ray started")
+    local, remote = tmp_path / "local.trec", tmp_path / "ray.trec"
+    common = ["search", "--index", str(bundled_index), "--queries", str(PARAPHRASE), "-k", "20"]
+    invoke(*common, "-o", local)
+    ray_args = ["--ray", "local", "--ray-object-store", "--ray-tasks", "3"]
+    tmp = tempfile.mkdtemp(prefix="bx", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        code = _PROCS_UNDER + textwrap.dedent(f"""
+            import os, sys, time
+            import ray
+            from bdnsca.cli._common import cli
+            args = {[*common, "-o", str(remote), *ray_args]!r}
+            try:
+                cli.main(args, standalone_mode=False)
+            finally:
+                root = os.environ["TMPDIR"]
+                deadline = time.monotonic() + 15
+                while procs_under(root, os.getpid()) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                print("LEFT", procs_under(root, os.getpid()))
+                print("INIT", ray.is_initialized())
+        """)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env["TMPDIR"] = tmp
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240, cwd=ROOT
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "LEFT []" in out.stdout and "INIT False" in out.stdout, out.stdout + out.stderr[-2000:]
+        same_files(local, remote)
+        assert list(Path(tmp, "ray").glob("session_*")), "the child did not start a cluster of its own"
+        assert not list(Path(tmp).glob("bdnsca-ray-index-*"))
+        check = _PROCS_UNDER + f"\nprint(procs_under({tmp!r}, __import__('os').getpid()))"
+        after = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+        assert after.stdout.strip() == "[]", after.stdout
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_ray_flags_need_ray(tmp_path):

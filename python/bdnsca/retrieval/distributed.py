@@ -25,9 +25,9 @@ by a task, joined in order on the driver).
 
 Ray is imported only inside functions: without ``--ray`` nothing imports it.
 
-Longer than our ~450-line guide: connecting, chunking, index shipping, the worker cache and the
-ordered gather are one protocol that search and mining share; split, each half would import the
-other's internals.
+Longer than our ~450-line guide: connecting, chunking, index shipping with its version pin, the
+worker cache and the ordered gather are one protocol that search and mining share; split, each
+half would import the other's internals.
 """
 
 from __future__ import annotations
@@ -488,12 +488,8 @@ def _mine_chunk(
     from bdnsca import _core
     from bdnsca.retrieval.mining import MiningJob
 
-    def load_with_digest() -> tuple[Any, str]:
-        bm25 = source.load()
-        return bm25, ids_digest(bm25)
-
-    bm25, digest = _cached(f"{source.key}:ids", load_with_digest)
-    if driver_ids and digest != driver_ids:
+    bm25 = _cached(source.key, source.load)
+    if driver_ids and _cached(f"{source.key}:ids", lambda: ids_digest(bm25)) != driver_ids:
         raise BdnscaError(
             f"index at {source.path or source.name} changed during the run (manifest hash "
             f"{source.version[:16]} holds other documents than the index mining started with); rerun"
@@ -526,8 +522,9 @@ def ray_miner(
 
     Workers use exactly the index the driver mines with: the run is pinned on ``version``
     (:func:`index_version`; pass the one :func:`load_pinned` returned with the driver's index,
-    default the version when mining starts), and each worker checks its index has that version
-    and the driver's document ids in order (:func:`ids_digest`); otherwise the task raises
+    default the version when mining starts), and each worker checks its index has that version;
+    without ``version`` the workers also check they hold the driver's document ids in order
+    (:func:`ids_digest`), as the driver's index may predate the pin. Otherwise the task raises
     BdnscaError ("index at PATH changed during the run ...; rerun")."""
     if cpus_per_task <= 0:
         raise BdnscaError(f"CPUs per task must be >= 1, got {cpus_per_task}")
@@ -547,7 +544,9 @@ def ray_miner(
                 source = IndexSource.from_path(saved, object_store=True)
             else:
                 source = IndexSource.from_path(index_path, object_store=object_store, version=version)
-        driver_ids = ids_digest(job.bm25)
+        # With no version from load_pinned, the driver's index may be an older load than the
+        # version pinned now: the workers also check its ids (a transient list of every id).
+        driver_ids = ids_digest(job.bm25) if index_path is not None and version is None else ""
         corpus_key = f"corpus-{uuid.uuid4().hex}"  # this run's texts; workers drop them later
         corpus_ref = [ray.put((texts, job.domains))]
         params = {f: getattr(job.params, f) for f in _PARAM_FIELDS}
