@@ -208,16 +208,24 @@ impl Twin {
     ) -> impl FnMut(Shingle) -> bool + 'a {
         let limit = miss_limit(self.shingles.len(), t);
         misses.clear();
+        // Deduplicate only when the list has doubled since the last time: a
+        // long text that repeats just under `limit` distinct misses would
+        // otherwise sort on every window (quadratic in its length). Checking
+        // late only delays a rule-out; it never rules out a twin.
+        let mut check_at = limit;
         move |s| {
             if self.set.contains(&s) {
                 return false;
             }
             misses.push(s);
-            if misses.len() >= limit {
+            if misses.len() >= check_at {
                 // Repeated windows count once.
                 misses.sort_unstable();
                 misses.dedup();
-                return misses.len() >= limit;
+                if misses.len() >= limit {
+                    return true;
+                }
+                check_at = limit.max(2 * misses.len());
             }
             false
         }
