@@ -142,9 +142,10 @@ fn block_bounds_hold_and_are_attained() {
     )
     .unwrap();
     let t = seg.vocab["x"];
+    let dv = seg.derived();
     let (b0, b1) = (
-        seg.blk_ptr[t as usize] as usize,
-        seg.blk_ptr[t as usize + 1] as usize,
+        dv.blk_ptr[t as usize] as usize,
+        dv.blk_ptr[t as usize + 1] as usize,
     );
     assert_eq!(b1 - b0, 3); // 300 postings in blocks of 128
     let (pd, ptf) = seg.postings(t);
@@ -155,8 +156,8 @@ fn block_bounds_hold_and_are_attained() {
     {
         let want_tf = bt.iter().max().unwrap();
         let want_len = bd.iter().map(|&d| docs[d as usize].len() as u32).min();
-        assert_eq!(seg.blk_max_tf[b0 + j], *want_tf);
-        assert_eq!(Some(seg.blk_min_len[b0 + j]), want_len);
+        assert_eq!(dv.blk_max_tf[b0 + j], *want_tf);
+        assert_eq!(Some(dv.blk_min_len[b0 + j]), want_len);
     }
 }
 
