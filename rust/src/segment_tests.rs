@@ -111,6 +111,17 @@ fn errors_leave_the_index_unchanged() {
 }
 
 #[test]
+fn delete_names_an_unknown_id_before_a_repeated_one() {
+    let mut idx = SegmentedIndex::new(lucene());
+    idx.add_tokens(&[toks("a")], &["d1"]).unwrap();
+    let err = idx.delete(&["d1", "d1", "d0"]).unwrap_err().to_string();
+    assert!(err.contains("\"d0\" is not in the index"), "{err}");
+    let err = idx.delete(&["d1", "d1"]).unwrap_err().to_string();
+    assert!(err.contains("listed twice"), "{err}");
+    assert_eq!(idx.n_live(), 1);
+}
+
+#[test]
 fn an_index_with_no_live_document_finds_nothing() {
     let mut idx = SegmentedIndex::new(lucene());
     assert!(idx.get_scores(&["a"]).unwrap().is_empty());
