@@ -61,6 +61,11 @@ impl SegmentedIndex {
             .segments
             .par_iter()
             .map(|s| {
+                // Terms are numbered by first appearance (`build` numbers them
+                // so, the loader checks it): with no delete, that is the order.
+                if s.n_deleted == 0 {
+                    return (0..s.data.n_terms() as u32).collect();
+                }
                 let mut seen = vec![false; s.data.n_terms()];
                 let mut first_order = Vec::new();
                 for d in 0..s.data.n_docs() as u32 {
