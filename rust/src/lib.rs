@@ -21,6 +21,7 @@ pub mod seg_file;
 pub mod seg_manifest;
 pub mod seg_persist;
 pub mod segment;
+mod segment_derived;
 pub mod segmented;
 pub mod segmented_compile;
 pub mod segmented_prune;

@@ -44,22 +44,28 @@
 //!
 //! Costs (not measured yet): a query reads, per term and segment, one hash
 //! look-up, the term's live (tf, length) pairs and the postings up to its
-//! first live document; memory is about 16 bytes a posting (postings and
-//! forward list: document or term, and tf) plus the pairs and blocks.
+//! first live document; memory is about 8 bytes a posting (forward list: term
+//! and tf), and 8 more plus the pairs and blocks once a segmented query has
+//! needed them.
 //! Files: `seg_persist.rs` (issue 14's format v2) stores the forward lists,
 //! ids and deletes; everything else is derived again on load (`from_forward`).
 //! The Python `BM25` keeps a `SegmentedIndex` and searches a flat
-//! `Bm25Index` compiled from it (`segmented_compile.rs`).
+//! `Bm25Index` compiled from its forward lists (`segmented_compile.rs`), so
+//! the postings, blocks and pairs, which only the segmented query path reads,
+//! are derived on first use (`segment_derived.rs`), not at build or load.
 //!
 //! Differences from a fresh build: parameters that overflow a weight are an
 //! error when a query meets such a weight (a fresh build refuses the whole
 //! corpus); an index with no live document is allowed (every query finds
 //! nothing).
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::segment_derived::Derived;
 use crate::topk::TieKeys;
 
 /// Postings per block of the block-max bounds.
@@ -71,10 +77,8 @@ const CHUNK: usize = 16384;
 /// The immutable part of a segment.
 pub struct SegmentData {
     pub(crate) vocab: FxHashMap<String, u32>,
-    /// Postings of term t are `docs[indptr[t]..indptr[t + 1]]` (ascending), with `tfs`.
-    pub(crate) indptr: Vec<u64>,
-    pub(crate) docs: Vec<u32>,
-    pub(crate) tfs: Vec<u32>,
+    /// Postings per term (document frequency in this segment).
+    pub(crate) df: Vec<u32>,
     /// Document d's (term, tf) in order of first appearance:
     /// `fwd_terms[fwd_ptr[d]..fwd_ptr[d + 1]]`, with `fwd_tfs`.
     pub(crate) fwd_ptr: Vec<u64>,
@@ -85,17 +89,8 @@ pub struct SegmentData {
     pub(crate) ids: Vec<String>,
     /// Tie keys among this segment's ids (a lower key ranks first on equal scores).
     pub(crate) tie: TieKeys,
-    /// Blocks of term t: `blk_ptr[t]..blk_ptr[t + 1]`; block j of a term covers
-    /// its postings `j * BLOCK..(j + 1) * BLOCK`.
-    pub(crate) blk_ptr: Vec<u64>,
-    pub(crate) blk_max_tf: Vec<u32>,
-    pub(crate) blk_min_len: Vec<u32>,
-    /// Distinct (tf, length) pairs of term t's postings, ascending, with how many
-    /// postings have each: `pair_*[pair_ptr[t]..pair_ptr[t + 1]]`.
-    pub(crate) pair_ptr: Vec<u64>,
-    pub(crate) pair_tf: Vec<u32>,
-    pub(crate) pair_len: Vec<u32>,
-    pub(crate) pair_count: Vec<u32>,
+    /// Postings, block bounds and (tf, length) pairs: see `derived`.
+    derived: OnceLock<Derived>,
 }
 
 /// Documents of one chunk counted with a chunk-local vocabulary.
@@ -181,7 +176,7 @@ impl SegmentData {
             )));
         }
         // Also checks the count fits u32 and the ids are unique.
-        let tie = TieKeys::from_ids(&ids)?;
+        let tie = tie_keys(&ids)?;
         let mut chunks: Vec<Counted> = docs
             .par_chunks(CHUNK)
             .map(|c| count_chunk(c, emit_of))
@@ -193,34 +188,50 @@ impl SegmentData {
 
         let n_fwd: usize = chunks.iter().map(|c| c.entries.len()).sum();
         let mut fwd_ptr = Vec::with_capacity(docs.len() + 1);
-        let mut fwd_terms = Vec::with_capacity(n_fwd);
-        let mut fwd_tfs = Vec::with_capacity(n_fwd);
         let mut lens = Vec::with_capacity(docs.len());
         fwd_ptr.push(0u64);
-        for (c, remap) in chunks.iter().zip(&remaps) {
-            let mut start = 0;
-            for (d, &end) in c.ends.iter().enumerate() {
-                for &(lt, tf) in &c.entries[start..end] {
-                    let t = remap[lt as usize];
-                    fwd_terms.push(t);
-                    fwd_tfs.push(tf);
-                }
-                fwd_ptr.push(fwd_terms.len() as u64);
-                lens.push(c.lens[d]);
-                start = end;
+        let mut base = 0u64;
+        for c in &chunks {
+            fwd_ptr.extend(c.ends.iter().map(|&e| base + e as u64));
+            lens.extend_from_slice(&c.lens);
+            base += c.entries.len() as u64;
+        }
+        // Entries to global term ids, chunk by chunk in parallel, each into
+        // its own slice.
+        let mut fwd_terms = vec![0u32; n_fwd];
+        let mut fwd_tfs = vec![0u32; n_fwd];
+        let mut parts = Vec::with_capacity(chunks.len());
+        {
+            let (mut rest_t, mut rest_f) = (fwd_terms.as_mut_slice(), fwd_tfs.as_mut_slice());
+            for (c, remap) in chunks.iter().zip(&remaps) {
+                let n = c.entries.len();
+                let (a, b) = std::mem::take(&mut rest_t).split_at_mut(n);
+                let (e, f) = std::mem::take(&mut rest_f).split_at_mut(n);
+                parts.push((c, remap, a, e));
+                rest_t = b;
+                rest_f = f;
             }
         }
+        parts.par_iter_mut().for_each(|(c, remap, out_t, out_f)| {
+            for ((&(lt, tf), t), f) in c.entries.iter().zip(out_t.iter_mut()).zip(out_f.iter_mut())
+            {
+                *t = remap[lt as usize];
+                *f = tf;
+            }
+        });
+        drop(parts);
         drop(chunks);
         Ok(Self::from_forward(
             vocab, fwd_ptr, fwd_terms, fwd_tfs, lens, ids, tie,
         ))
     }
 
-    /// The rest of a segment from its forward lists: postings, block bounds
-    /// and (tf, length) pairs. `fwd_terms` must hold ids below `vocab.len()`,
-    /// each at most once per document, and every term must occur; `lens[d]` is
-    /// the sum of document d's tfs (`build` and the loader of `seg_persist.rs`
-    /// check this, so derived data is never read from a file).
+    /// The rest of a segment from its forward lists (postings, block bounds
+    /// and pairs are derived on first use, `derived`). `fwd_terms` must hold
+    /// ids below `vocab.len()`, each at most once per document, and every
+    /// term must occur; `lens[d]` is the sum of document d's tfs (`build` and
+    /// the loader of `seg_persist.rs` check this, so derived data is never
+    /// read from a file).
     pub(crate) fn from_forward(
         vocab: FxHashMap<String, u32>,
         fwd_ptr: Vec<u64>,
@@ -230,79 +241,15 @@ impl SegmentData {
         ids: Vec<String>,
         tie: TieKeys,
     ) -> Self {
-        let n_terms = vocab.len();
-        let n_fwd = fwd_terms.len();
-        let mut df = vec![0u64; n_terms];
+        // A term is in a document at most once, and documents number < 2^32.
+        let mut df = vec![0u32; vocab.len()];
         for &t in &fwd_terms {
             df[t as usize] += 1;
         }
         let total_len = lens.iter().map(|&l| l as u64).sum();
-
-        let mut indptr = vec![0u64; n_terms + 1];
-        for t in 0..n_terms {
-            indptr[t + 1] = indptr[t] + df[t];
-        }
-        let mut post_docs = vec![0u32; n_fwd];
-        let mut tfs = vec![0u32; n_fwd];
-        let mut cursor: Vec<u64> = indptr[..n_terms].to_vec();
-        for d in 0..lens.len() {
-            let (s, e) = (fwd_ptr[d] as usize, fwd_ptr[d + 1] as usize);
-            for (&t, &tf) in fwd_terms[s..e].iter().zip(&fwd_tfs[s..e]) {
-                let pos = cursor[t as usize] as usize;
-                cursor[t as usize] += 1;
-                post_docs[pos] = d as u32;
-                tfs[pos] = tf;
-            }
-        }
-
-        let mut blk_ptr = Vec::with_capacity(n_terms + 1);
-        let mut blk_max_tf = Vec::new();
-        let mut blk_min_len = Vec::new();
-        blk_ptr.push(0u64);
-        for t in 0..n_terms {
-            let (s, e) = (indptr[t] as usize, indptr[t + 1] as usize);
-            for (bd, bt) in post_docs[s..e].chunks(BLOCK).zip(tfs[s..e].chunks(BLOCK)) {
-                blk_max_tf.push(bt.iter().copied().max().unwrap_or(0));
-                blk_min_len.push(bd.iter().map(|&d| lens[d as usize]).min().unwrap_or(0));
-            }
-            blk_ptr.push(blk_max_tf.len() as u64);
-        }
-
-        let mut pair_ptr = Vec::with_capacity(n_terms + 1);
-        let mut pair_tf = Vec::new();
-        let mut pair_len = Vec::new();
-        let mut pair_count = Vec::new();
-        let mut pairs: Vec<(u32, u32)> = Vec::new();
-        pair_ptr.push(0u64);
-        for t in 0..n_terms {
-            let (s, e) = (indptr[t] as usize, indptr[t + 1] as usize);
-            pairs.clear();
-            pairs.extend(
-                post_docs[s..e]
-                    .iter()
-                    .zip(&tfs[s..e])
-                    .map(|(&d, &tf)| (tf, lens[d as usize])),
-            );
-            pairs.sort_unstable();
-            for (i, &pair) in pairs.iter().enumerate() {
-                if i > 0 && pairs[i - 1] == pair {
-                    if let Some(c) = pair_count.last_mut() {
-                        *c += 1;
-                    }
-                } else {
-                    pair_tf.push(pair.0);
-                    pair_len.push(pair.1);
-                    pair_count.push(1u32);
-                }
-            }
-            pair_ptr.push(pair_tf.len() as u64);
-        }
-
         SegmentData {
             vocab,
-            indptr,
-            docs: post_docs,
-            tfs,
+            df,
             fwd_ptr,
             fwd_terms,
             fwd_tfs,
@@ -310,14 +257,22 @@ impl SegmentData {
             total_len,
             ids,
             tie,
-            blk_ptr,
-            blk_max_tf,
-            blk_min_len,
-            pair_ptr,
-            pair_tf,
-            pair_len,
-            pair_count,
+            derived: OnceLock::new(),
         }
+    }
+
+    /// Postings, block bounds and (tf, length) pairs, derived from the forward
+    /// lists on first call (only the segmented query path needs them).
+    pub(crate) fn derived(&self) -> &Derived {
+        self.derived.get_or_init(|| {
+            Derived::compute(
+                &self.df,
+                &self.fwd_ptr,
+                &self.fwd_terms,
+                &self.fwd_tfs,
+                &self.lens,
+            )
+        })
     }
 
     pub fn n_docs(&self) -> usize {
@@ -330,24 +285,26 @@ impl SegmentData {
 
     /// Postings of local term `t`: (documents, tfs).
     pub(crate) fn postings(&self, t: u32) -> (&[u32], &[u32]) {
+        let dv = self.derived();
         let (s, e) = (
-            self.indptr[t as usize] as usize,
-            self.indptr[t as usize + 1] as usize,
+            dv.indptr[t as usize] as usize,
+            dv.indptr[t as usize + 1] as usize,
         );
-        (&self.docs[s..e], &self.tfs[s..e])
+        (&dv.docs[s..e], &dv.tfs[s..e])
     }
 
     /// The index of pair (tf, len) among term t's pairs (it is there when some
     /// posting of t has it).
     fn pair_index(&self, t: u32, tf: u32, len: u32) -> usize {
+        let dv = self.derived();
         let (s, e) = (
-            self.pair_ptr[t as usize] as usize,
-            self.pair_ptr[t as usize + 1] as usize,
+            dv.pair_ptr[t as usize] as usize,
+            dv.pair_ptr[t as usize + 1] as usize,
         );
         let (mut lo, mut hi) = (s, e);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if (self.pair_tf[mid], self.pair_len[mid]) < (tf, len) {
+            if (dv.pair_tf[mid], dv.pair_len[mid]) < (tf, len) {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -385,8 +342,9 @@ pub struct Segment {
     pub(crate) deleted_len: u64,
     /// Per local term: postings whose document is deleted.
     pub(crate) del_df: Vec<u32>,
-    /// Per (tf, length) pair of `data`: postings whose document is deleted.
-    pub(crate) pair_del: Vec<u32>,
+    /// Per (tf, length) pair of `data`: postings whose document is deleted;
+    /// counted on first use (`pair_del`), then kept up to date by `delete`.
+    pair_del: OnceLock<Vec<u32>>,
     /// The files this segment was last loaded from or saved to
     /// (`seg_persist.rs`), so that a save to the same folder reuses them.
     pub(crate) stored: Option<crate::seg_persist::Stored>,
@@ -396,9 +354,8 @@ impl Segment {
     pub(crate) fn new(data: SegmentData) -> Self {
         let words = data.n_docs().div_ceil(64);
         let n_terms = data.n_terms();
-        let n_pairs = data.pair_tf.len();
         Segment {
-            pair_del: vec![0; n_pairs],
+            pair_del: OnceLock::new(),
             data: std::sync::Arc::new(data),
             deleted: vec![0; words],
             n_deleted: 0,
@@ -426,10 +383,33 @@ impl Segment {
         self.deleted_len += self.data.lens[d as usize] as u64;
         let len = self.data.lens[d as usize];
         let (terms, tfs) = self.data.forward(d);
-        for (&t, &tf) in terms.iter().zip(tfs) {
+        for &t in terms {
             self.del_df[t as usize] += 1;
-            self.pair_del[self.data.pair_index(t, tf, len)] += 1;
         }
+        if let Some(pair_del) = self.pair_del.get_mut() {
+            for (&t, &tf) in terms.iter().zip(tfs) {
+                pair_del[self.data.pair_index(t, tf, len)] += 1;
+            }
+        }
+    }
+
+    /// Per (tf, length) pair: postings whose document is deleted, counted
+    /// from the deletes bitset on first call.
+    fn pair_del(&self) -> &[u32] {
+        self.pair_del.get_or_init(|| {
+            let mut del = vec![0u32; self.data.derived().pair_tf.len()];
+            for d in 0..self.data.n_docs() as u32 {
+                if self.is_live(d) {
+                    continue;
+                }
+                let len = self.data.lens[d as usize];
+                let (terms, tfs) = self.data.forward(d);
+                for (&t, &tf) in terms.iter().zip(tfs) {
+                    del[self.data.pair_index(t, tf, len)] += 1;
+                }
+            }
+            del
+        })
     }
 
     pub(crate) fn n_live(&self) -> usize {
@@ -442,18 +422,41 @@ impl Segment {
 
     /// The (tf, length) pairs of local term `t` that some live posting has.
     pub(crate) fn live_pairs(&self, t: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let dv = self.data.derived();
+        let del = self.pair_del();
         let (s, e) = (
-            self.data.pair_ptr[t as usize] as usize,
-            self.data.pair_ptr[t as usize + 1] as usize,
+            dv.pair_ptr[t as usize] as usize,
+            dv.pair_ptr[t as usize + 1] as usize,
         );
         (s..e)
-            .filter(|&i| self.data.pair_count[i] > self.pair_del[i])
-            .map(|i| (self.data.pair_tf[i], self.data.pair_len[i]))
+            .filter(move |&i| dv.pair_count[i] > del[i])
+            .map(move |i| (dv.pair_tf[i], dv.pair_len[i]))
     }
 
     /// Live postings of local term `t`.
     pub(crate) fn live_df(&self, t: u32) -> u64 {
-        (self.data.indptr[t as usize + 1] - self.data.indptr[t as usize])
-            - self.del_df[t as usize] as u64
+        (self.data.df[t as usize] - self.del_df[t as usize]) as u64
     }
 }
+
+/// Tie keys of these ids (checks they are unique and fit u32); the positional
+/// ids "0".."n-1" a corpus gets when none are given take `TieKeys::positional`
+/// (the same keys, in O(n) instead of a sort of the id strings).
+pub(crate) fn tie_keys<S: AsRef<str>>(ids: &[S]) -> Result<TieKeys> {
+    let mut buf = String::new();
+    let positional = ids.iter().enumerate().all(|(i, id)| {
+        use std::fmt::Write;
+        buf.clear();
+        let _ = write!(buf, "{i}");
+        buf == id.as_ref()
+    });
+    if positional {
+        TieKeys::positional(ids.len())
+    } else {
+        TieKeys::from_ids(ids)
+    }
+}
+
+#[cfg(test)]
+#[path = "segment_lazy_tests.rs"]
+mod lazy_tests;

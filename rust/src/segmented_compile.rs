@@ -14,8 +14,10 @@
 //!   so a scan of the live documents' forward lists (in parallel, one per
 //!   segment) gives each segment's terms in first-live-appearance order, and
 //!   joining those lists in segment order gives the global order;
-//! - postings of a term: its live postings segment after segment (documents
-//!   ascending within a segment, segments in order, so ascending overall);
+//! - postings of a term: the live forward lists transposed, documents taken
+//!   in order (so ascending), as `build` transposes its counts; made from the
+//!   forward lists, not the segments' postings, which a compile then never
+//!   derives (`segment_derived.rs`);
 //! - weights: N, df and avgdl of the live documents with the arithmetic of
 //!   `build`, step for step (f64 idf times tfc, minus the non-occurrence score
 //!   for BM25L/BM25+, clamped at 0, rounded to f32), checked finite;
@@ -30,17 +32,9 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::index::Bm25Index;
 use crate::segmented::SegmentedIndex;
-use crate::topk::TieKeys;
 
 /// Marks a deleted document or a term with no live posting.
 const NONE: u32 = u32::MAX;
-
-/// Per segment: local document -> global document, and its live terms in
-/// order of first live appearance.
-struct SegMap {
-    doc_of: Vec<u32>,
-    first_order: Vec<u32>,
-}
 
 impl SegmentedIndex {
     /// The flat index of the live documents, equal to a fresh
@@ -60,31 +54,24 @@ impl SegmentedIndex {
             ));
         }
         let params = self.params;
-        let mut offsets = Vec::with_capacity(self.segments.len());
-        let mut acc = 0usize;
-        for s in &self.segments {
-            offsets.push(acc);
-            acc += s.n_live();
-        }
 
-        // Per segment, in parallel: global document numbers and the order in
-        // which its terms first appear among its live documents.
-        let maps: Vec<SegMap> = self
+        // Per segment, in parallel: the order in which its terms first appear
+        // among its live documents.
+        let first: Vec<Vec<u32>> = self
             .segments
             .par_iter()
-            .zip(offsets.par_iter())
-            .map(|(s, &off)| {
-                let nd = s.data.n_docs();
-                let mut doc_of = vec![NONE; nd];
+            .map(|s| {
+                // Terms are numbered by first appearance (`build` numbers them
+                // so, the loader checks it): with no delete, that is the order.
+                if s.n_deleted == 0 {
+                    return (0..s.data.n_terms() as u32).collect();
+                }
                 let mut seen = vec![false; s.data.n_terms()];
                 let mut first_order = Vec::new();
-                let mut g = off as u32;
-                for d in 0..nd as u32 {
+                for d in 0..s.data.n_docs() as u32 {
                     if !s.is_live(d) {
                         continue;
                     }
-                    doc_of[d as usize] = g;
-                    g += 1;
                     for &t in s.data.forward(d).0 {
                         if !seen[t as usize] {
                             seen[t as usize] = true;
@@ -92,36 +79,49 @@ impl SegmentedIndex {
                         }
                     }
                 }
-                SegMap {
-                    doc_of,
-                    first_order,
-                }
+                first_order
             })
             .collect();
 
-        // Global term ids, and per term its sources (segment, local term) in
-        // segment order. Sequential: one hash look-up per live local term.
+        // Global term ids and, per segment, local term -> global term (NONE:
+        // no live posting). Sequential: one hash look-up per live local term,
+        // but the first segment's vocabulary is copied whole when its terms
+        // first appear in local-id order (always so for a fresh build, whose
+        // ids follow first appearance and which has no deletes).
         let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
         let mut df: Vec<u64> = Vec::new();
-        let mut sources: Vec<Vec<(u32, u32)>> = Vec::new();
-        for (si, (s, m)) in self.segments.iter().zip(&maps).enumerate() {
-            let terms = s.data.terms();
-            for &t in &m.first_order {
-                let name = terms[t as usize];
-                let g = match vocab.get(name) {
-                    Some(&g) => g as usize,
-                    None => {
-                        let g = vocab.len();
-                        vocab.insert(name.to_string(), g as u32);
-                        df.push(0);
-                        sources.push(Vec::new());
-                        g
-                    }
-                };
-                df[g] += s.live_df(t);
-                sources[g].push((si as u32, t));
+        let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(self.segments.len());
+        for (s, order) in self.segments.iter().zip(&first) {
+            let mut remap = vec![NONE; s.data.n_terms()];
+            let identity = vocab.is_empty()
+                && order.len() == s.data.n_terms()
+                && order.iter().enumerate().all(|(i, &t)| t as usize == i);
+            if identity {
+                vocab = s.data.vocab.clone();
+                for (t, r) in remap.iter_mut().enumerate() {
+                    *r = t as u32;
+                    df.push(s.live_df(t as u32));
+                }
+            } else {
+                let terms = s.data.terms();
+                for &t in order {
+                    let name = terms[t as usize];
+                    let g = match vocab.get(name) {
+                        Some(&g) => g as usize,
+                        None => {
+                            let g = vocab.len();
+                            vocab.insert(name.to_string(), g as u32);
+                            df.push(0);
+                            g
+                        }
+                    };
+                    df[g] += s.live_df(t);
+                    remap[t as usize] = g as u32;
+                }
             }
+            remaps.push(remap);
         }
+        drop(first);
         let n_terms = vocab.len();
         let mut indptr = vec![0u64; n_terms + 1];
         for t in 0..n_terms {
@@ -142,56 +142,82 @@ impl SegmentedIndex {
             return Err(self.non_finite(*bad));
         }
 
-        // Postings, term by term in parallel, each into its own slice.
+        // Postings: the live forward lists transposed, in parallel over ranges
+        // of terms with about equal postings, each filling its own slice
+        // (every part reads all forward lists and keeps its terms).
         let n_post = indptr[n_terms] as usize;
         let mut post_docs = vec![0u32; n_post];
         let mut weights = vec![0f32; n_post];
-        let mut slices: Vec<(&mut [u32], &mut [f32])> = Vec::with_capacity(n_terms);
+        let n_parts = rayon::current_num_threads().clamp(1, 64);
+        let mut bounds = vec![0usize];
+        for p in 1..n_parts {
+            let target = (n_post as u64 * p as u64 / n_parts as u64).max(1);
+            let t = indptr.partition_point(|&x| x < target).min(n_terms);
+            if t > *bounds.last().unwrap_or(&0) {
+                bounds.push(t);
+            }
+        }
+        bounds.push(n_terms);
+        let mut parts: Vec<(usize, usize, &mut [u32], &mut [f32])> = Vec::new();
         {
             let (mut rest_d, mut rest_w) = (post_docs.as_mut_slice(), weights.as_mut_slice());
-            for &d in &df {
-                let (a, b) = std::mem::take(&mut rest_d).split_at_mut(d as usize);
-                let (c, e) = std::mem::take(&mut rest_w).split_at_mut(d as usize);
-                slices.push((a, c));
+            for w in bounds.windows(2) {
+                let len = (indptr[w[1]] - indptr[w[0]]) as usize;
+                let (a, b) = std::mem::take(&mut rest_d).split_at_mut(len);
+                let (c, e) = std::mem::take(&mut rest_w).split_at_mut(len);
+                parts.push((w[0], w[1], a, c));
                 rest_d = b;
                 rest_w = e;
             }
         }
-        slices
+        parts
             .par_iter_mut()
-            .with_min_len(64)
-            .enumerate()
-            .try_for_each(|(t, (out_d, out_w))| -> Result<()> {
-                let base = nonocc.get(t).copied();
-                let mut i = 0usize;
-                for &(si, lt) in &sources[t] {
-                    let s = &self.segments[si as usize];
-                    let doc_of = &maps[si as usize].doc_of;
-                    let (docs, tfs) = s.data.postings(lt);
-                    for (&d, &tf) in docs.iter().zip(tfs) {
-                        let g = doc_of[d as usize];
-                        if g == NONE {
+            .try_for_each(|(lo, hi, out_d, out_w)| -> Result<()> {
+                let (lo, hi) = (*lo as u32, *hi as u32);
+                let base0 = indptr[lo as usize];
+                let mut cursor: Vec<usize> = indptr[lo as usize..hi as usize]
+                    .iter()
+                    .map(|&x| (x - base0) as usize)
+                    .collect();
+                let mut g = 0u32;
+                for (s, remap) in self.segments.iter().zip(&remaps) {
+                    for d in 0..s.data.n_docs() as u32 {
+                        if !s.is_live(d) {
                             continue;
                         }
                         let dl = s.data.lens[d as usize] as f64;
-                        let mut w = idf[t] * params.tfc(tf as f64, dl, avgdl);
-                        if let Some(base) = base {
-                            w = (w - base as f64).max(0.0);
+                        let (ts, tfs) = s.data.forward(d);
+                        for (&lt, &tf) in ts.iter().zip(tfs) {
+                            let t = remap[lt as usize];
+                            if t < lo || t >= hi {
+                                continue;
+                            }
+                            let t = t as usize;
+                            let mut w = idf[t] * params.tfc(tf as f64, dl, avgdl);
+                            if let Some(&base) = nonocc.get(t) {
+                                w = (w - base as f64).max(0.0);
+                            }
+                            let w = w as f32;
+                            if !w.is_finite() {
+                                return Err(self.non_finite(w));
+                            }
+                            let c = &mut cursor[t - lo as usize];
+                            out_d[*c] = g;
+                            out_w[*c] = w;
+                            *c += 1;
                         }
-                        let w = w as f32;
-                        if !w.is_finite() {
-                            return Err(self.non_finite(w));
-                        }
-                        out_d[i] = g;
-                        out_w[i] = w;
-                        i += 1;
+                        g += 1;
                     }
                 }
                 Ok(())
             })?;
-        drop(slices);
+        drop(parts);
 
-        let tie = TieKeys::from_ids(&self.live_ids())?;
+        // A single segment without deletes already has the live ids' keys.
+        let tie = match &self.segments[..] {
+            [s] if s.n_deleted == 0 => s.data.tie.clone(),
+            _ => crate::segment::tie_keys(&self.live_ids())?,
+        };
         Ok(Bm25Index::from_parts(
             params, vocab, indptr, post_docs, weights, nonocc, n, avgdl, tie,
         ))

@@ -128,6 +128,7 @@ impl SegmentedIndex {
         heap: &mut BinaryHeap<Worst<'a>>,
     ) {
         let data = &*s.data;
+        let dv = data.derived();
         let p = self.params;
         let adds = plan.q.len();
         let mut cur: Vec<Cursor> = Vec::new();
@@ -135,8 +136,8 @@ impl SegmentedIndex {
             let Some(t) = qt.local[si] else { continue };
             let mult = plan.q.iter().filter(|&&i| i == ti).count();
             let (start, end) = (
-                data.indptr[t as usize] as usize,
-                data.indptr[t as usize + 1] as usize,
+                dv.indptr[t as usize] as usize,
+                dv.indptr[t as usize + 1] as usize,
             );
             if mult == 0 || start == end {
                 continue;
@@ -147,7 +148,7 @@ impl SegmentedIndex {
                 start,
                 end,
                 pos: start,
-                blk0: data.blk_ptr[t as usize] as usize,
+                blk0: dv.blk_ptr[t as usize] as usize,
                 bound: qt.seg_max[si] as f64 * mult as f64,
                 blk: usize::MAX,
                 blk_ub: 0.0,
@@ -189,8 +190,8 @@ impl SegmentedIndex {
             let qt = &plan.terms[c.term];
             let w = qt.idf
                 * p.tfc(
-                    data.blk_max_tf[j] as f64,
-                    data.blk_min_len[j] as f64,
+                    dv.blk_max_tf[j] as f64,
+                    dv.blk_min_len[j] as f64,
                     plan.avgdl,
                 )
                 * (1.0 + 1e-9);
@@ -204,7 +205,7 @@ impl SegmentedIndex {
                 w as f64 * c.mult as f64
             };
             let blk_end = (c.start + (rel + 1) * BLOCK).min(c.end);
-            c.blk_last = data.docs[blk_end - 1];
+            c.blk_last = dv.docs[blk_end - 1];
         };
         // For each query term occurrence (canonical order), its cursor.
         let qcur: Vec<Option<usize>> = plan
@@ -217,7 +218,7 @@ impl SegmentedIndex {
             let Some(d) = cur[ne..]
                 .iter()
                 .filter(|c| c.pos < c.end)
-                .map(|c| data.docs[c.pos])
+                .map(|c| dv.docs[c.pos])
                 .min()
             else {
                 break;
@@ -227,11 +228,11 @@ impl SegmentedIndex {
             let mut upper_d = 0f64;
             let mut holds_to = u32::MAX;
             for c in cur.iter_mut() {
-                c.pos += gallop(&data.docs[c.pos..c.end], d);
+                c.pos += gallop(&dv.docs[c.pos..c.end], d);
                 if c.pos < c.end {
                     refresh(c);
                     upper += c.blk_ub;
-                    if data.docs[c.pos] == d {
+                    if dv.docs[c.pos] == d {
                         upper_d += c.blk_ub;
                     }
                     holds_to = holds_to.min(c.blk_last);
@@ -241,7 +242,7 @@ impl SegmentedIndex {
                 // No document in d..=holds_to can enter.
                 let next = holds_to.saturating_add(1);
                 for c in cur[ne..].iter_mut() {
-                    c.pos += gallop(&data.docs[c.pos..c.end], next);
+                    c.pos += gallop(&dv.docs[c.pos..c.end], next);
                 }
                 if holds_to == u32::MAX {
                     break;
@@ -256,8 +257,8 @@ impl SegmentedIndex {
                 let mut score = 0f32;
                 for (&i, &ci) in plan.q.iter().zip(&qcur) {
                     if let Some(c) = ci.map(|ci| &cur[ci]) {
-                        if c.pos < c.end && data.docs[c.pos] == d {
-                            score += plan.terms[i].weight(&p, plan.avgdl, data.tfs[c.pos], dl);
+                        if c.pos < c.end && dv.docs[c.pos] == d {
+                            score += plan.terms[i].weight(&p, plan.avgdl, dv.tfs[c.pos], dl);
                         }
                     }
                 }
@@ -282,7 +283,7 @@ impl SegmentedIndex {
                 }
             }
             for c in cur[ne..].iter_mut() {
-                if c.pos < c.end && data.docs[c.pos] == d {
+                if c.pos < c.end && dv.docs[c.pos] == d {
                     c.pos += 1;
                 }
             }
