@@ -10,7 +10,9 @@
 //! The result is the folder that load + `SegmentedIndex::add_tokens` /
 //! `update_tokens` / `delete` + `save_dir` would write (same segment and
 //! deletes contents, in the same order), so scores equal a fresh build's.
-//! Every input is checked before anything is written; one writer at a time.
+//! Every input is checked before anything is written. Each operation holds
+//! the folder's writer lock (`seg_persist::lock_dir`) from reading the
+//! manifest to the cleanup after its commit.
 
 use std::path::Path;
 
@@ -20,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::seg_file::{encode_deletes, encode_segment};
 use crate::seg_manifest::{self as mf, Manifest, SegEntry, MANIFEST};
 use crate::seg_persist::{
-    commit, ids_and_deletes, next_generation, random_tag, read_manifest_bytes, write_new, SaveStats,
+    commit, damaged, ids_and_deletes, lock_dir, next_generation, random_tag, read_manifest_bytes,
+    write_new, SaveStats,
 };
 use crate::segment::SegmentData;
 use crate::tokenizer::Tokenizer;
@@ -42,10 +45,13 @@ struct Opened {
     manifest: Manifest,
     ids: Vec<Vec<String>>,
     deleted: Vec<Vec<u64>>,
+    /// The folder's writer lock, held until the write is committed.
+    _lock: std::fs::File,
 }
 
 fn open(dir: &Path) -> Result<Opened> {
     let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    let lock = lock_dir(&dir)?;
     let bytes = read_manifest_bytes(&dir)?.ok_or_else(|| Error::IndexFile {
         path: dir.clone(),
         reason: format!("no {MANIFEST}: not a bdnsca segmented index"),
@@ -54,7 +60,7 @@ fn open(dir: &Path) -> Result<Opened> {
     let mut ids = Vec::with_capacity(manifest.segments.len());
     let mut deleted = Vec::with_capacity(manifest.segments.len());
     for e in &manifest.segments {
-        let (seg_ids, gone) = ids_and_deletes(&dir, e)?;
+        let (seg_ids, gone) = ids_and_deletes(&dir, e).map_err(damaged)?;
         let mut words = vec![0u64; seg_ids.len().div_ceil(64)];
         for d in gone {
             words[d as usize / 64] |= 1 << (d % 64);
@@ -67,6 +73,7 @@ fn open(dir: &Path) -> Result<Opened> {
         manifest,
         ids,
         deleted,
+        _lock: lock,
     })
 }
 

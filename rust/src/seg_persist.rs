@@ -17,8 +17,16 @@
 //! previous manifest still finds its files. A reader that finds a file
 //! missing re-reads the manifest and retries when it changed (a writer
 //! replaced it twice meanwhile). Loaders ignore files the manifest does not
-//! name (left by a killed save). One writer at a time per folder; readers may
-//! be many, in other processes.
+//! name (left by a killed save).
+//!
+//! Writers are serialised: `save_dir`, `append_*_dir` and `delete_dir` hold
+//! an exclusive advisory lock (`flock`-style, per open file) on `DIR/.lock`
+//! from reading the manifest until the cleanup after the commit; a second
+//! writer waits for the first (after saying so on stderr). Readers never take
+//! the lock. A save of an index loaded from (or last saved to) the folder
+//! refuses when the folder's manifest generation is no longer the one it came
+//! from (another writer changed the folder): it never silently undoes their
+//! change.
 //!
 //! Each segment remembers the files it was loaded from or saved to
 //! (`Segment::stored`), so saving an index into the folder it came from
@@ -160,7 +168,56 @@ pub(crate) fn next_generation(dir: &Path, prev: Option<&Manifest>) -> Result<u64
             generation = generation.max(g);
         }
     }
-    Ok(generation + 1)
+    generation.checked_add(1).ok_or_else(|| Error::IndexFile {
+        path: dir.join(MANIFEST),
+        reason: format!(
+            "generation {generation} cannot be increased (corrupt manifest or file names)"
+        ),
+    })
+}
+
+/// The lock file that serialises writers of a folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the folder's writer lock (exclusive, advisory), waiting for another
+/// writer to finish; released when the returned file is dropped.
+pub(crate) fn lock_dir(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => return Ok(f),
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        Err(fs::TryLockError::WouldBlock) => {}
+    }
+    eprintln!(
+        "bdnsca: another process is writing the index {}; waiting for it to finish",
+        dir.display()
+    );
+    f.lock().map_err(|e| Error::io(&path, e))?;
+    Ok(f)
+}
+
+/// The folder's manifest for a writer: `None` when there is none; one that
+/// cannot be read or parsed (corrupt, or a newer version) is an error, so a
+/// save never overwrites it and deletes its files.
+pub(crate) fn manifest_for_writer(dir: &Path) -> Result<Option<Manifest>> {
+    let Some(bytes) = read_manifest_bytes(dir)? else {
+        return Ok(None);
+    };
+    mf::parse(&bytes, &dir.join(MANIFEST))
+        .map(Some)
+        .map_err(|e| Error::IndexFile {
+            path: dir.join(MANIFEST),
+            reason: format!(
+                "the folder holds an index this version cannot read ({e}); refusing to write over \
+             it: save to another folder, or remove it first"
+            ),
+        })
 }
 
 /// Saves `index` into the folder `dir` (created if needed), reusing the files
@@ -172,7 +229,19 @@ pub fn save_dir(
 ) -> Result<SaveStats> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-    let prev = read_manifest_bytes(&dir)?.and_then(|b| mf::parse(&b, &dir.join(MANIFEST)).ok());
+    let _lock = lock_dir(&dir)?;
+    let prev = manifest_for_writer(&dir)?;
+    if let Some((_, was)) = index.origin.as_ref().filter(|(d, _)| *d == dir) {
+        let now = prev.as_ref().map(|m| m.generation);
+        if now != Some(*was) {
+            return Err(Error::invalid(format!(
+                "index {} changed since it was loaded (generation {was}, now {}): load it again \
+                 and redo the change (saving would undo another writer's change)",
+                dir.display(),
+                now.map_or_else(|| "no manifest".to_string(), |g| g.to_string())
+            )));
+        }
+    }
     let generation = next_generation(&dir, prev.as_ref())?;
     let mut stats = SaveStats::default();
     let mut entries = Vec::with_capacity(index.segments.len());
@@ -232,6 +301,7 @@ pub fn save_dir(
     for (seg, s) in index.segments.iter_mut().zip(stored) {
         seg.stored = Some(s);
     }
+    index.origin = Some((dir, generation));
     Ok(stats)
 }
 
@@ -389,13 +459,35 @@ fn with_manifest<T>(dir: &Path, attempt: impl Fn(&Path, &Manifest) -> Result<T>)
             Err(e) if is_not_found(&e) && tries < 20 => {
                 let now = read_manifest_bytes(&dir)?.ok_or_else(missing)?;
                 if now == bytes {
-                    return Err(e);
+                    return Err(damaged(e));
                 }
                 bytes = now;
                 tries += 1;
             }
+            Err(e) if is_not_found(&e) => return Err(damaged(e)),
             r => return r,
         }
+    }
+}
+
+/// A file the manifest names is missing (after the retries): the index is
+/// damaged; say so, naming the file.
+pub(crate) fn damaged(e: Error) -> Error {
+    match e {
+        Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            let name = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            Error::IndexFile {
+                reason: format!(
+                    "{MANIFEST} names {name}, which is missing: the index is damaged (for \
+                     example by a crash of an older bdnsca or files removed by hand); restore \
+                     it from a copy or rebuild it with `bdnsca index --corpus`"
+                ),
+                path,
+            }
+        }
+        e => e,
     }
 }
 
@@ -432,7 +524,9 @@ pub fn load_dir(dir: &Path) -> Result<(SegmentedIndex, TokenizerSettings)> {
                 Ok(seg)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((assemble(m, segments, dir)?, m.tokenizer.clone()))
+        let mut index = assemble(m, segments, dir)?;
+        index.origin = Some((dir.to_path_buf(), m.generation));
+        Ok((index, m.tokenizer.clone()))
     })
 }
 

@@ -253,7 +253,8 @@ fn a_resave_writes_only_new_segments_and_deletes() {
         (3, 0, 0)
     );
     let first = files(&dir);
-    assert_eq!(first.len(), 4, "{first:?}");
+    // manifest, 3 segments and the writers' lock file.
+    assert_eq!(first.len(), 5, "{first:?}");
     let bytes_before: Vec<Vec<u8>> = first
         .iter()
         .filter(|n| n.ends_with(".bseg"))
@@ -275,7 +276,7 @@ fn a_resave_writes_only_new_segments_and_deletes() {
     );
     let second = files(&dir);
     assert!(first.is_subset(&second));
-    assert_eq!(second.len(), 5);
+    assert_eq!(second.len(), 6);
     let bytes_after: Vec<Vec<u8>> = first
         .iter()
         .filter(|n| n.ends_with(".bseg"))
@@ -419,6 +420,9 @@ mod robust;
 
 #[path = "seg_crash_tests.rs"]
 mod crash;
+
+#[path = "seg_writers_tests.rs"]
+mod writers;
 
 /// Timings at 100k documents (run by hand: `cargo test --release --lib
 /// measure_100k -- --ignored --nocapture`); asserts only what it measures on.

@@ -22,6 +22,10 @@ pub struct SegmentedIndex {
     /// (`locate`): `BM25.index` never needs it, and at 200k documents it cost
     /// about 5% of the build (issue 14).
     locate: OnceLock<FxHashMap<String, (u32, u32)>>,
+    /// The folder (canonical) and manifest generation this index was last
+    /// loaded from or saved to: `seg_persist::save_dir` refuses to save back
+    /// over a folder whose manifest has changed since (another writer).
+    pub(crate) origin: Option<(std::path::PathBuf, u64)>,
 }
 
 impl SegmentedIndex {
@@ -31,6 +35,7 @@ impl SegmentedIndex {
             params,
             segments: Vec::new(),
             locate: OnceLock::new(),
+            origin: None,
         }
     }
 
@@ -41,6 +46,7 @@ impl SegmentedIndex {
             params,
             segments,
             locate: OnceLock::new(),
+            origin: None,
         }
     }
 
