@@ -104,7 +104,7 @@ class BM25:
     def add_index(self, other: BM25) -> None:
         """Append ``other``'s segments (an index built separately, e.g. a shard) after this
         index's. Same method, parameters and tokenizer required; an id live in both is a
-        BdnscaError naming it."""
+        BdnscaError naming it, and so is ``other`` being this index itself."""
     def get_scores(self, query: str | Sequence[str]) -> npt.NDArray[np.float32]:
         """The score of every document, in index order. Repeated query tokens count each time."""
     def search(self, query: str | Sequence[str], k: int = 10) -> list[tuple[str, float]]:
@@ -134,15 +134,22 @@ class BM25:
         deletes (each with a CRC), and ``manifest.json`` written last, so a crash leaves the old
         index or the new one. Saving back to the folder the index was loaded from writes only
         new segments, new deletes and the manifest. An index loaded from the single-file format
-        is written in that format again. Raises BdnscaError when a file is at ``path``."""
+        is written in that format again. Raises BdnscaError when a file is at ``path``.
+
+        Writers of one folder are serialised by an exclusive lock on ``path/.lock`` (a second
+        writer waits); readers never lock. Saving back to the folder the index was loaded from
+        (or last saved to) raises BdnscaError "changed since it was loaded" when another writer
+        changed it meanwhile (load again and redo the change); a folder whose manifest cannot be
+        read, or is of a newer version, raises IndexFileError and is left as it is."""
     @staticmethod
     def load(path: str | PathLike[str]) -> BM25:
         """Load an index written by ``save``: a folder, or a file of the older single-file format
         (format versions 1 and 2; weights only, so it searches but cannot change). Raises
         IndexFileError for a truncated, corrupt or foreign index, including one whose checksum
         is right but whose structure is not (unsorted or repeated postings, duplicate ids,
-        non-finite or negative weights, an unknown method code, counts out of bounds);
-        FileNotFoundError when it is missing."""
+        non-finite or negative weights, an unknown method code, counts out of bounds) or whose
+        manifest names a missing file ("the index is damaged"); FileNotFoundError when the
+        index itself is missing."""
     @staticmethod
     def read_ids(path: str | PathLike[str]) -> list[str]:
         """The live document ids of a saved index in index order, read without its postings

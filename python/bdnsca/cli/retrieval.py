@@ -141,6 +141,7 @@ def index_cmd(
     if ray_address is not None and corpus is None:
         raise click.UsageError("--ray builds shards of a new index: it goes with --corpus (and --shards)")
     if corpus is None:
+        _refuse_build_settings(append_corpus is not None, merge)
         summary = None
         if append_corpus is not None:
             with con.status("reading corpus"):
@@ -165,6 +166,28 @@ def index_cmd(
         con, t0, corpus, output, shards, method, k1, b, delta, stopwords, stemmer, pattern, no_title, dedupe,
         ray_address,
     )  # fmt: skip
+
+
+def _refuse_build_settings(appending: bool, merging: bool) -> None:
+    """A change to an existing index keeps the settings it was built with (its manifest): a build
+    setting given on the command line with --append/--delete/--merge would be ignored, so it is a
+    usage error naming it. --no-title and --dedupe choose how --append reads its corpus."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    fixed = ["method", "k1", "b", "delta", "stopwords", "stemmer", "pattern", "shards"]
+    if not appending:
+        fixed += ["no_title", "dedupe"]
+    if not merging:
+        fixed.append("max_segments")
+    on_line = [n for n in fixed if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+    given = [f"--{n.replace('_', '-')}" for n in on_line]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: not used when changing an existing index with --append/--delete/--merge "
+            "(the index keeps the method, parameters and tokenizer it was built with; --max-segments goes "
+            "with --merge): drop them, or rebuild the index with --corpus"
+        )
 
 
 def _build(

@@ -65,21 +65,29 @@ def _check_changeable(index: str | os.PathLike[str]) -> None:
 
 def save_new_index(bm25: BM25, output: str | os.PathLike[str]) -> bool:
     """Saves a newly built index to the folder ``output``. An older single-file index there is
-    replaced (the folder is written beside it first, then swapped in); returns whether one was.
-    An existing index folder is overwritten by the save (its unused files are removed)."""
+    replaced: the folder is written beside it, the old file is renamed aside, the folder renamed
+    in, then the old file removed (if renaming the folder in fails, the old file is put back), so
+    no step leaves the old index lost. Returns whether one was replaced. An existing index
+    folder is overwritten by the save (its unused files are removed)."""
+    import shutil
+
     out = Path(output)
     if not out.is_file():
         bm25.save(out)
         return False
     tmp = out.with_name(f".{out.name}.new-{os.getpid()}")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
     try:
         bm25.save(tmp)
-        out.unlink()
-        tmp.rename(out)
+        out.rename(old)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            old.rename(out)
+            raise
+        old.unlink()
     finally:
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     return True
 

@@ -229,7 +229,15 @@ impl Bm25 {
     /// Appends the segments of `other` (built separately, e.g. a shard) after
     /// this index's. Same method, parameters and tokenizer required; an id
     /// live in both is an error naming it.
-    fn add_index(&mut self, py: Python<'_>, other: PyRef<'_, Bm25>) -> PyResult<()> {
+    fn add_index(slf: &Bound<'_, Self>, other: &Bound<'_, Bm25>) -> PyResult<()> {
+        if slf.is(other) {
+            return Err(invalid(
+                "add_index: cannot join an index with itself (every id would be live twice)",
+            ));
+        }
+        let py = slf.py();
+        let other = other.try_borrow()?;
+        let mut this = slf.try_borrow_mut()?;
         let State::Segmented { seg: theirs, .. } = &other.state else {
             return Err(invalid(match other.state {
                 State::Empty => "add_index: the other BM25 has no index yet",
@@ -239,13 +247,13 @@ impl Bm25 {
                 }
             }));
         };
-        if settings_of(other.core_tokenizer()) != settings_of(self.core_tokenizer()) {
+        if settings_of(other.core_tokenizer()) != settings_of(this.core_tokenizer()) {
             return Err(invalid(
                 "add_index: the two indexes tokenise differently (lowercase, stopwords, stemmer \
                  or pattern differ)",
             ));
         }
-        let ours = self.state.seg_mut("add an index")?;
+        let ours = this.state.seg_mut("add an index")?;
         Ok(py.detach(|| ours.append(theirs))?)
     }
 
