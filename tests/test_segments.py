@@ -405,3 +405,20 @@ def test_cli_build_over_an_old_single_file_index_replaces_it_with_a_folder(tmp_p
     assert "replaced the single-file index" in r.stderr
     assert old.is_dir() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     _assert_index_holds(old, dict(rows))
+
+
+def test_memory_bytes_counts_the_segments_as_well_as_the_search_index() -> None:
+    # 2,000 documents of 40 distinct terms out of 60: 80,000 (document, term) entries, far more
+    # than the vocabulary. The flat search index holds a doc id and a weight per entry (8 bytes);
+    # the segments hold a term id and a tf per entry (8 bytes) beside it, so the total is at least
+    # 16 bytes an entry (the search index alone is about 8).
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(60)]
+    docs = [" ".join(rng.choice(vocab, size=40, replace=False)) for _ in range(2000)]
+    bm = BM25().index(docs)
+    entries = bm.n_postings
+    assert entries == 80_000
+    assert bm.memory_bytes >= 16 * entries
+    before = bm.memory_bytes
+    bm.add(docs[:500], ids=[f"n{i}" for i in range(500)])
+    assert bm.memory_bytes >= before + 16 * 500 * 40

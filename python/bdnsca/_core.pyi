@@ -207,8 +207,9 @@ class BM25:
     def n_postings(self) -> int: ...
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by the search index's arrays and vocabulary (the flat index compiled from
-        the segments for search; the segments are not counted)."""
+        """Bytes held: the flat search index compiled from the segments (postings, weights,
+        vocabulary) plus the segments themselves (forward lists of (term, tf), lengths, ids,
+        deletes)."""
     def __len__(self) -> int: ...
 
 def evaluate_matrix(

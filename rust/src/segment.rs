@@ -283,6 +283,33 @@ impl SegmentData {
         self.vocab.len()
     }
 
+    /// Bytes held: vocabulary (table at capacity and strings), forward lists,
+    /// lengths, ids (headers and bytes), tie keys, and the derived postings,
+    /// blocks and pairs once a segmented query has built them.
+    pub fn memory_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(String, u32)>() + 1;
+        let vocab =
+            self.vocab.capacity() * slot + self.vocab.keys().map(|t| t.len()).sum::<usize>();
+        let ids = self.ids.len() * std::mem::size_of::<String>()
+            + self.ids.iter().map(|i| i.len()).sum::<usize>();
+        let arrays = (self.df.len() + self.fwd_terms.len() + self.fwd_tfs.len() + self.lens.len())
+            * 4
+            + self.fwd_ptr.len() * 8
+            + self.tie.len() * 4;
+        let derived = self.derived.get().map_or(0, |d| {
+            (d.indptr.len() + d.blk_ptr.len() + d.pair_ptr.len()) * 8
+                + (d.docs.len()
+                    + d.tfs.len()
+                    + d.blk_max_tf.len()
+                    + d.blk_min_len.len()
+                    + d.pair_tf.len()
+                    + d.pair_len.len()
+                    + d.pair_count.len())
+                    * 4
+        });
+        vocab + ids + arrays + derived
+    }
+
     /// Postings of local term `t`: (documents, tfs).
     pub(crate) fn postings(&self, t: u32) -> (&[u32], &[u32]) {
         let dv = self.derived();
@@ -351,6 +378,14 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// Bytes held by the data and the deletes (bitset and counts).
+    pub fn memory_bytes(&self) -> usize {
+        self.data.memory_bytes()
+            + self.deleted.len() * 8
+            + self.del_df.len() * 4
+            + self.pair_del.get().map_or(0, |p| p.len() * 4)
+    }
+
     pub(crate) fn new(data: SegmentData) -> Self {
         let words = data.n_docs().div_ceil(64);
         let n_terms = data.n_terms();

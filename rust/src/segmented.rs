@@ -72,6 +72,11 @@ impl SegmentedIndex {
         self.params = params;
     }
 
+    /// Bytes held by the segments (not the flat index compiled from them).
+    pub fn memory_bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.memory_bytes()).sum()
+    }
+
     pub fn n_segments(&self) -> usize {
         self.segments.len()
     }

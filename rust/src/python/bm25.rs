@@ -547,10 +547,16 @@ impl Bm25 {
     fn n_postings(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.flat_or_none(py)?.map_or(0, |f| f.index.n_postings()))
     }
-    /// Bytes held by the search index (postings, weights, vocabulary).
+    /// Bytes held: the search index (postings, weights, vocabulary) plus the
+    /// segments it is compiled from (forward lists, lengths, ids, deletes).
     #[getter]
     fn memory_bytes(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.flat_or_none(py)?.map_or(0, |f| f.index.memory_bytes()))
+        let flat = self.flat_or_none(py)?.map_or(0, |f| f.index.memory_bytes());
+        let segments = match &self.state {
+            State::Segmented { seg, .. } => seg.memory_bytes(),
+            _ => 0,
+        };
+        Ok(flat + segments)
     }
 
     fn __len__(&self) -> usize {
