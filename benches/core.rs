@@ -1,10 +1,12 @@
 //! `cargo bench`: the Rust core alone (criterion) on a synthetic Zipf corpus:
-//! index build, batch top-10 search on one thread, metric evaluation, Pareto frontiers, and\n//! paired resampling statistics.
+//! index build, batch top-10 search on one thread, metric evaluation, Pareto frontiers,
+//! paired resampling statistics, and the segmented index (append 1% against a rebuild, search
+//! over 10 segments against one).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use bdnsca::metrics::{evaluate, Metric, QueryInput};
-use bdnsca::{pareto, stats, Bm25Index, Method, Params, Tokenizer};
+use bdnsca::{pareto, stats, Bm25Index, Method, Params, SegmentedIndex, Tokenizer};
 
 /// A deterministic generator (no dependency needed for a benchmark input).
 struct Lcg(u64);
@@ -136,5 +138,72 @@ fn bench_stats(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_pareto, bench_stats);
+/// Issue 14 §1: appending 1% as a new segment against rebuilding, and search
+/// over ten segments (exhaustive, and block-max `search_pruned`) against one
+/// segment and against the compiled flat index the Python binding searches.
+fn bench_segments(c: &mut Criterion) {
+    let n = 20_000usize;
+    let docs = texts(n + n / 100, 60, 1);
+    let ids: Vec<String> = (0..docs.len()).map(|i| format!("d{i}")).collect();
+    let queries = texts(200, 4, 2);
+    let tok = Tokenizer::new(true, vec![], None).expect("tokenizer");
+    let params = Params::new(Method::Lucene, 1.5, 0.75, 0.5).expect("params");
+    let build = |parts: usize, upto: usize| {
+        let mut index = SegmentedIndex::new(params);
+        let step = upto.div_ceil(parts);
+        for s in (0..upto).step_by(step) {
+            let e = (s + step).min(upto);
+            index.add_texts(&docs[s..e], &ids[s..e], &tok).expect("add");
+        }
+        index
+    };
+    let mut g = c.benchmark_group("segments");
+    g.sample_size(10);
+    g.bench_function("rebuild 20.2k docs as one segment", |b| {
+        b.iter(|| build(1, docs.len()))
+    });
+    g.bench_function("append 1% (200 docs) to a 20k-doc index", |b| {
+        b.iter_batched(
+            || build(1, n),
+            |mut index| {
+                index
+                    .add_texts(&docs[n..], &ids[n..], &tok)
+                    .expect("append");
+                index
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let q: Vec<Vec<String>> = queries.iter().map(|t| tok.tokenize(t)).collect();
+    for parts in [1usize, 10] {
+        let index = build(parts, n);
+        g.bench_function(
+            format!("search 200 queries top-10, {parts} segment(s)"),
+            |b| {
+                b.iter(|| {
+                    q.iter()
+                        .map(|t| index.search(t, 10).expect("search").len())
+                        .sum::<usize>()
+                })
+            },
+        );
+        g.bench_function(
+            format!("search_pruned 200 queries top-10, {parts} segment(s)"),
+            |b| {
+                b.iter(|| {
+                    q.iter()
+                        .map(|t| index.search_pruned(t, 10).expect("search").len())
+                        .sum::<usize>()
+                })
+            },
+        );
+        g.bench_function(
+            format!("compile {parts} segment(s) to the flat index"),
+            |b| b.iter(|| index.compile().expect("compile")),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_pareto, bench_stats, bench_segments);
 criterion_main!(benches);
