@@ -178,29 +178,31 @@ fn bench_segments(c: &mut Criterion) {
     for parts in [1usize, 10] {
         let index = build(parts, n);
         g.bench_function(
-            format!("search 200 queries top-10, {parts} segment(s)"),
-            |b| {
-                b.iter(|| {
-                    q.iter()
-                        .map(|t| index.search(t, 10).expect("search").len())
-                        .sum::<usize>()
-                })
-            },
-        );
-        g.bench_function(
-            format!("search_pruned 200 queries top-10, {parts} segment(s)"),
-            |b| {
-                b.iter(|| {
-                    q.iter()
-                        .map(|t| index.search_pruned(t, 10).expect("search").len())
-                        .sum::<usize>()
-                })
-            },
-        );
-        g.bench_function(
             format!("compile {parts} segment(s) to the flat index"),
             |b| b.iter(|| index.compile().expect("compile")),
         );
+        let flat = index.compile().expect("compile");
+        let qids: Vec<Vec<u32>> = q.iter().map(|t| flat.term_ids(t)).collect();
+        for k in [10usize, 100, 1000] {
+            let name = |what: &str| format!("{what} 200 queries top-{k}, {parts} segment(s)");
+            g.bench_function(name("search"), |b| {
+                b.iter(|| {
+                    q.iter()
+                        .map(|t| index.search(t, k).expect("search").len())
+                        .sum::<usize>()
+                })
+            });
+            g.bench_function(name("search_pruned"), |b| {
+                b.iter(|| {
+                    q.iter()
+                        .map(|t| index.search_pruned(t, k).expect("search").len())
+                        .sum::<usize>()
+                })
+            });
+            g.bench_function(name("compiled flat search"), |b| {
+                b.iter(|| qids.iter().map(|t| flat.search(t, k).len()).sum::<usize>())
+            });
+        }
     }
     g.finish();
 }
