@@ -141,8 +141,19 @@ impl Opened {
     }
 }
 
+fn check_lengths<I>(docs: usize, ids: &[I]) -> Result<()> {
+    if ids.len() != docs {
+        return Err(Error::invalid(format!(
+            "got {} ids for {docs} documents",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Appends `docs` to the index `opened` holds locked.
 fn append_with<T: Sync, I: AsRef<str>, F>(
-    dir: &Path,
+    opened: Opened,
     docs: &[T],
     ids: &[I],
     mode: AppendMode,
@@ -151,14 +162,6 @@ fn append_with<T: Sync, I: AsRef<str>, F>(
 where
     F: Fn(&T, &mut dyn FnMut(&str, u32)) + Sync,
 {
-    if ids.len() != docs.len() {
-        return Err(Error::invalid(format!(
-            "got {} ids for {} documents",
-            ids.len(),
-            docs.len()
-        )));
-    }
-    let opened = open(dir)?;
     let mut replaced = Vec::new();
     {
         let locate = opened.locate();
@@ -197,15 +200,11 @@ pub fn append_tokens_dir<D: AsRef<[S]> + Sync, S: AsRef<str>, I: AsRef<str>>(
     ids: &[I],
     mode: AppendMode,
 ) -> Result<SaveStats> {
-    append_with(
-        dir,
-        docs,
-        ids,
-        mode,
-        &|d: &D, emit: &mut dyn FnMut(&str, u32)| {
-            d.as_ref().iter().for_each(|t| emit(t.as_ref(), 1))
-        },
-    )
+    check_lengths(docs.len(), ids)?;
+    let emit_of = |d: &D, emit: &mut dyn FnMut(&str, u32)| {
+        d.as_ref().iter().for_each(|t| emit(t.as_ref(), 1))
+    };
+    append_with(open(dir)?, docs, ids, mode, &emit_of)
 }
 
 /// Adds (or updates) raw texts, tokenised with the index's own saved
@@ -216,23 +215,21 @@ pub fn append_texts_dir<S: AsRef<str> + Sync, I: AsRef<str>>(
     ids: &[I],
     mode: AppendMode,
 ) -> Result<SaveStats> {
-    let canon = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-    let bytes = read_manifest_bytes(&canon)?.ok_or_else(|| Error::IndexFile {
-        path: canon.clone(),
-        reason: format!("no {MANIFEST}: not a bdnsca segmented index"),
-    })?;
-    let t = mf::parse(&bytes, &canon.join(MANIFEST))?.tokenizer;
-    let tokenizer =
-        Tokenizer::with_pattern(t.lowercase, t.stopwords, t.stemmer.as_deref(), t.pattern)?;
-    append_with(
-        dir,
-        texts,
-        ids,
-        mode,
-        &|x: &S, emit: &mut dyn FnMut(&str, u32)| {
-            tokenizer.for_each_token(x.as_ref(), |tok| emit(tok, 1))
-        },
-    )
+    check_lengths(texts.len(), ids)?;
+    // The tokenizer comes from the manifest read under the lock: one read
+    // before it could be another writer's settings by the time it is taken.
+    let opened = open(dir)?;
+    let t = &opened.manifest.tokenizer;
+    let tokenizer = Tokenizer::with_pattern(
+        t.lowercase,
+        t.stopwords.clone(),
+        t.stemmer.as_deref(),
+        t.pattern,
+    )?;
+    let emit_of = |x: &S, emit: &mut dyn FnMut(&str, u32)| {
+        tokenizer.for_each_token(x.as_ref(), |tok| emit(tok, 1))
+    };
+    append_with(opened, texts, ids, mode, &emit_of)
 }
 
 /// Deletes documents of the index saved in `dir`: an id not in the index, or

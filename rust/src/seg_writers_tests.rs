@@ -5,6 +5,7 @@
 //! is reported as a damaged index; the generation never wraps.
 
 use super::*;
+use crate::tokenizer::Tokenizer;
 
 fn toks(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
@@ -151,4 +152,80 @@ fn the_generation_never_wraps() {
         .to_string();
     assert!(err.contains("cannot be increased"), "{err}");
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Makes `dir` hold the index saved in `other` (its segment, deletes and
+/// manifest files), as another writer's commit would, while the caller
+/// holds `dir`'s lock: a writer waiting for the lock then runs on it.
+fn swap_in(dir: &Path, other: &Path) {
+    for f in files(dir) {
+        if f.starts_with("seg-") || f.starts_with("del-") || f == MANIFEST {
+            fs::remove_file(dir.join(f)).unwrap();
+        }
+    }
+    let mut names: Vec<String> = files(other)
+        .into_iter()
+        .filter(|f| f.starts_with("seg-") || f.starts_with("del-"))
+        .collect();
+    names.push(MANIFEST.to_string()); // last, as a commit would
+    for f in names {
+        fs::copy(other.join(&f), dir.join(&f)).unwrap();
+    }
+}
+
+fn tokenizer(t: &TokenizerSettings) -> Tokenizer {
+    Tokenizer::with_pattern(
+        t.lowercase,
+        t.stopwords.clone(),
+        t.stemmer.as_deref(),
+        t.pattern,
+    )
+    .unwrap()
+}
+
+/// Review 14c finding 1: an append of texts waiting for the lock while
+/// another writer rebuilds the folder with other tokenizer settings must
+/// tokenise with the settings it commits under (it read them before the
+/// lock, so the document was stored unstemmed under a stemmed manifest).
+#[test]
+fn an_append_waiting_behind_a_rebuild_tokenises_with_the_new_settings() {
+    let dir = tempdir("retok");
+    let other = tempdir("retok-new");
+    let plain = TokenizerSettings {
+        stemmer: None,
+        ..tok()
+    };
+    let (stemmed, base, ids) = (tok(), ["alpha runs", "beta quick"], ["a", "b"]);
+    let mut old = SegmentedIndex::new(lucene());
+    old.add_texts(&base, &ids, &tokenizer(&plain)).unwrap();
+    save_dir(&mut old, &plain, &dir).unwrap();
+    let mut new = SegmentedIndex::new(lucene());
+    new.add_texts(&base, &ids, &tokenizer(&stemmed)).unwrap();
+    save_dir(&mut new, &stemmed, &other).unwrap();
+
+    let lock = lock_dir(&dir).unwrap();
+    let writer = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            append_texts_dir(&dir, &["Gamma running quickly"], &["g"], AppendMode::Add)
+        })
+    };
+    // The writer reaches the lock and waits (the bug read the settings first).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    swap_in(&dir, &other);
+    drop(lock);
+    writer.join().unwrap().unwrap();
+
+    // A fresh stemmed index of the same documents.
+    new.add_texts(&["Gamma running quickly"], &["g"], &tokenizer(&stemmed))
+        .unwrap();
+    let (got, settings) = load_dir(&dir).unwrap();
+    assert_eq!(settings, stemmed);
+    for q in [["run"], ["quick"], ["gamma"]] {
+        let want = new.search(&q, 10).unwrap();
+        assert!(want.iter().any(|h| h.segment == 1), "{q:?}: {want:?}");
+        assert_eq!(got.search(&q, 10).unwrap(), want, "{q:?}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&other).unwrap();
 }
