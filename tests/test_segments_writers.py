@@ -6,8 +6,11 @@ index; joining an index with itself is a clear error."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,66 @@ def test_replacing_a_single_file_index_never_loses_it(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "rename", real_rename)
     assert save_new_index(BM25().index(["fresh"], ids=["a"]), out)
     assert BM25.read_ids(out) == ["a"] and [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def _swap_in(idx: Path, other: Path) -> None:
+    """Makes `idx` hold the index saved in `other`, as another writer's commit would (the caller
+    holds `idx`'s lock, so a writer waiting for it then runs on the changed folder)."""
+    for f in idx.iterdir():
+        if f.name.startswith(("seg-", "del-")) or f.name == "manifest.json":
+            f.unlink()
+    names = [f.name for f in other.iterdir() if f.name.startswith(("seg-", "del-"))]
+    for name in [*names, "manifest.json"]:  # the manifest last, as a commit
+        shutil.copy(other / name, idx / name)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="holds the folder lock with fcntl.flock")
+def test_append_counts_are_those_of_the_folder_it_committed_to(tmp_path, capfd):
+    """Review 14c finding 2: the counts were a before/after diff of the folder read outside the lock,
+    so another writer's delete landing while the append waited gave "added" 2**64 - 40."""
+    import fcntl
+
+    idx, other = tmp_path / "idx", tmp_path / "other"
+    BM25().index([f"w{i} x" for i in range(100)], ids=[f"d{i}" for i in range(100)]).save(idx)
+    shutil.copytree(idx, other)
+    assert BM25.delete_from(other, [f"d{i}" for i in range(50)])["live_docs"] == 50
+    ids = ["d5", "d60"] + [f"n{i}" for i in range(8)]  # d5 is deleted by the other writer
+    out: dict = {}
+    with open(idx / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        t = threading.Thread(target=lambda: out.setdefault("r", BM25.append_to(idx, ids, ids, mode="upsert")))
+        t.start()
+        err, deadline = "", time.monotonic() + 30
+        while "waiting" not in err and time.monotonic() < deadline:
+            time.sleep(0.02)
+            err += capfd.readouterr().err
+        assert "waiting" in err  # the append is waiting for the lock
+        _swap_in(idx, other)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        t.join(60)
+    got = out["r"]
+    assert {k: got[k] for k in ("added", "updated", "deleted", "live_docs", "segments")} == {
+        "added": 9,
+        "updated": 1,
+        "deleted": 0,
+        "live_docs": 59,
+        "segments": 2,
+    }
+    assert len(BM25.read_ids(idx)) == 59
+
+
+def test_append_and_delete_counts_are_exact(tmp_path):
+    idx = tmp_path / "idx"
+    BM25().index(["a x", "b x", "c x"], ids=["a", "b", "c"]).save(idx)
+    keys = ("added", "updated", "deleted", "live_docs", "segments")
+
+    def counts(r: dict) -> tuple:
+        return tuple(r[k] for k in keys)
+
+    assert counts(BM25.append_to(idx, ["d x", "e x"], ["d", "e"])) == (2, 0, 0, 5, 2)
+    assert counts(BM25.append_to(idx, ["a y", "f y"], ["a", "f"], mode="upsert")) == (1, 1, 0, 6, 3)
+    assert counts(BM25.append_to(idx, ["b z"], ["b"], mode="update")) == (0, 1, 0, 6, 4)
+    assert counts(BM25.delete_from(idx, ["c", "d"])) == (0, 0, 2, 4, 4)
+    assert counts(BM25.append_to(idx, [], [])) == (0, 0, 0, 4, 4)
+    assert counts(BM25.delete_from(idx, [])) == (0, 0, 0, 4, 4)
+    assert sorted(BM25.read_ids(idx)) == ["a", "b", "e", "f"]

@@ -168,8 +168,10 @@ class BM25:
         (nothing already there is rewritten). ``mode``: ``"add"`` (an id already in the index
         is a BdnscaError naming it), ``"update"`` (every id must be in it) or ``"upsert"``.
         The folder ends as ``load`` + ``add``/``update`` + ``save`` would leave it; nothing is
-        written when an input is refused. Returns ``added``, ``updated``, ``deleted``,
-        ``live_docs``, ``segments`` (after the change), ``segments_written``,
+        written when an input is refused. Texts are tokenised with the settings of the index
+        the append commits to (read under the folder's writer lock). Returns ``added``,
+        ``updated``, ``deleted``, ``live_docs``, ``segments`` (after the change; all counted
+        under the lock, so a concurrent writer cannot skew them), ``segments_written``,
         ``deletes_written`` and ``bytes_written``. IndexFileError for a damaged folder,
         FileNotFoundError for a missing one, BdnscaError for a single-file index (it cannot
         change)."""

@@ -78,6 +78,15 @@ fn open(dir: &Path) -> Result<Opened> {
 }
 
 impl Opened {
+    /// The stats of a write that writes nothing: the folder's counts as read.
+    fn unchanged(&self) -> SaveStats {
+        SaveStats {
+            live_docs: self.manifest.n_live,
+            segments: self.manifest.segments.len(),
+            ..SaveStats::default()
+        }
+    }
+
     /// Live id -> (segment, document).
     fn locate(&self) -> FxHashMap<&str, (usize, u32)> {
         let mut out = FxHashMap::default();
@@ -151,7 +160,8 @@ fn check_lengths<I>(docs: usize, ids: &[I]) -> Result<()> {
     Ok(())
 }
 
-/// Appends `docs` to the index `opened` holds locked.
+/// Appends `docs` to the index `opened` holds locked. Every count in the
+/// returned stats is taken under that lock, so another writer cannot skew it.
 fn append_with<T: Sync, I: AsRef<str>, F>(
     opened: Opened,
     docs: &[T],
@@ -184,12 +194,16 @@ where
         }
     }
     if docs.is_empty() {
-        return Ok(SaveStats::default());
+        return Ok(opened.unchanged());
     }
     let owned: Vec<String> = ids.iter().map(|i| i.as_ref().to_string()).collect();
     // Checks duplicates within `ids` before anything is written.
     let data = SegmentData::build(docs, owned, emit_of)?;
-    opened.write(&replaced, Some(data))
+    let mut stats = opened.write(&replaced, Some(data))?;
+    stats.docs_updated = replaced.len() as u64;
+    // `replaced` holds at most one entry per id, and ids.len() == docs.len().
+    stats.docs_added = (docs.len() - replaced.len()) as u64;
+    Ok(stats)
 }
 
 /// Adds (or updates, per `mode`) pre-tokenised documents to the index saved
@@ -256,7 +270,10 @@ pub fn delete_dir<I: AsRef<str>>(dir: &Path, ids: &[I]) -> Result<SaveStats> {
         }
     }
     if docs.is_empty() {
-        return Ok(SaveStats::default());
+        return Ok(opened.unchanged());
     }
-    opened.write(&docs, None)
+    let n = docs.len() as u64;
+    let mut stats = opened.write(&docs, None)?;
+    stats.docs_deleted = n;
+    Ok(stats)
 }

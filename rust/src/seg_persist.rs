@@ -85,6 +85,16 @@ pub struct SaveStats {
     pub bytes_written: u64,
     /// Files no manifest refers to any more, removed after the save.
     pub files_removed: usize,
+    /// Live documents and segments of the index the write committed (read
+    /// under the folder lock, so another writer cannot skew them).
+    pub live_docs: u64,
+    pub segments: usize,
+    /// Documents added (new ids), updated (ids that replaced a live
+    /// document) and deleted by `seg_append`'s folder writers, counted under
+    /// the lock; 0 for `save_dir`.
+    pub docs_added: u64,
+    pub docs_updated: u64,
+    pub docs_deleted: u64,
 }
 
 /// Whether `path` is a folder holding a segmented index's manifest.
@@ -325,6 +335,8 @@ pub(crate) fn commit(
     }
     sync_dir(dir)?;
     stats.bytes_written += bytes.len() as u64;
+    stats.live_docs = manifest.n_live;
+    stats.segments = manifest.segments.len();
     // Cleanup: a failure here leaves stray files that loaders ignore.
     let mut keep: FxHashSet<String> = FxHashSet::default();
     for m in std::iter::once(manifest).chain(prev) {

@@ -214,7 +214,8 @@ fn an_append_waiting_behind_a_rebuild_tokenises_with_the_new_settings() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     swap_in(&dir, &other);
     drop(lock);
-    writer.join().unwrap().unwrap();
+    let st = writer.join().unwrap().unwrap();
+    assert_eq!((st.docs_added, st.docs_updated, st.live_docs), (1, 0, 3));
 
     // A fresh stemmed index of the same documents.
     new.add_texts(&["Gamma running quickly"], &["g"], &tokenizer(&stemmed))
@@ -226,6 +227,47 @@ fn an_append_waiting_behind_a_rebuild_tokenises_with_the_new_settings() {
         assert!(want.iter().any(|h| h.segment == 1), "{q:?}: {want:?}");
         assert_eq!(got.search(&q, 10).unwrap(), want, "{q:?}");
     }
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&other).unwrap();
+}
+
+/// Review 14c finding 2: the counts an append returns are those of the
+/// folder it committed to, even when another writer's delete landed while
+/// it waited for the lock (a before/after diff gave "added" 2^64 - 40).
+#[test]
+fn an_append_counts_the_folder_it_commits_to() {
+    let dir = tempdir("counts");
+    let other = tempdir("counts-new");
+    let ids: Vec<String> = (0..100).map(|i| format!("d{i}")).collect();
+    let docs: Vec<Vec<String>> = (0..100).map(|i| toks(&format!("w{i} x"))).collect();
+    let mut idx = SegmentedIndex::new(lucene());
+    idx.add_tokens(&docs, &ids).unwrap();
+    save_dir(&mut idx, &tok(), &dir).unwrap();
+    save_dir(&mut idx, &tok(), &other).unwrap();
+    // The other writer deletes d0..d49 (d5 among them).
+    let gone = delete_dir(&other, &ids[..50]).unwrap();
+    assert_eq!((gone.docs_deleted, gone.live_docs), (50, 50));
+
+    let lock = lock_dir(&dir).unwrap();
+    let writer = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            // d5 and d60 are in the index before the delete; n0..n7 are new.
+            let mut up: Vec<String> = vec!["d5".into(), "d60".into()];
+            up.extend((0..8).map(|i| format!("n{i}")));
+            let docs: Vec<Vec<String>> = up.iter().map(|i| toks(&format!("{i} y"))).collect();
+            append_tokens_dir(&dir, &docs, &up, AppendMode::Upsert)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    swap_in(&dir, &other);
+    drop(lock);
+    let st = writer.join().unwrap().unwrap();
+    // d5 was deleted by then, so it is added; only d60 is updated.
+    assert_eq!((st.docs_added, st.docs_updated, st.docs_deleted), (9, 1, 0));
+    let live = read_ids(&dir).unwrap();
+    assert_eq!(live.len(), 59);
+    assert_eq!((st.live_docs, st.segments), (59, 2));
     fs::remove_dir_all(&dir).unwrap();
     fs::remove_dir_all(&other).unwrap();
 }

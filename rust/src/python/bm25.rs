@@ -415,17 +415,16 @@ impl Bm25 {
         let docs = Corpus::extract(corpus)?;
         let ids = extract_ids(Some(ids), docs.len())?;
         check_count(&ids, docs.len())?;
-        let (before, stats, after) = py.detach(|| -> crate::Result<_> {
-            let before = folder_counts(&path)?;
-            let stats = match &docs {
+        let stats = py.detach(|| -> crate::Result<_> {
+            folder_counts(&path)?; // the folder checks, before anything is read
+            Ok(match &docs {
                 Corpus::Texts(a) => seg_append::append_texts_dir(&path, &a.all(), &ids, mode)?,
                 Corpus::Tokens(t) => seg_append::append_tokens_dir(&path, &t.lists(), &ids, mode)?,
-            };
-            Ok((before, stats, folder_counts(&path)?))
+            })
         })?;
-        // live after = live before - replaced + added documents.
-        let updated = (before.0 + ids.len() as u64).saturating_sub(after.0);
-        folder_stats(py, &stats, ids.len() as u64 - updated, updated, 0, after)
+        // Counted by the writer under the folder lock (a before/after diff of
+        // the folder raced with other writers).
+        folder_stats(py, &stats)
     }
 
     /// Deletes the documents with these ids from the index saved in the folder
@@ -438,12 +437,11 @@ impl Bm25 {
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let ids = extract_ids(Some(ids), 0)?;
-        let (stats, after) = py.detach(|| -> crate::Result<_> {
+        let stats = py.detach(|| -> crate::Result<_> {
             folder_counts(&path)?; // the folder checks, before anything is read
-            let stats = seg_append::delete_dir(&path, &ids)?;
-            Ok((stats, folder_counts(&path)?))
+            seg_append::delete_dir(&path, &ids)
         })?;
-        folder_stats(py, &stats, 0, 0, ids.len() as u64, after)
+        folder_stats(py, &stats)
     }
 
     /// Pickling (e.g. to ship an index to Ray workers): the index as one

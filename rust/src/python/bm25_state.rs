@@ -273,17 +273,13 @@ pub(super) fn folder_counts(dir: &std::path::Path) -> crate::Result<(u64, usize)
 pub(super) fn folder_stats<'py>(
     py: Python<'py>,
     s: &crate::seg_persist::SaveStats,
-    added: u64,
-    updated: u64,
-    deleted: u64,
-    (live, segments): (u64, usize),
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
     let d = pyo3::types::PyDict::new(py);
-    d.set_item("added", added)?;
-    d.set_item("updated", updated)?;
-    d.set_item("deleted", deleted)?;
-    d.set_item("live_docs", live)?;
-    d.set_item("segments", segments)?;
+    d.set_item("added", s.docs_added)?;
+    d.set_item("updated", s.docs_updated)?;
+    d.set_item("deleted", s.docs_deleted)?;
+    d.set_item("live_docs", s.live_docs)?;
+    d.set_item("segments", s.segments)?;
     d.set_item("segments_written", s.segments_written)?;
     d.set_item("deletes_written", s.deletes_written)?;
     d.set_item("bytes_written", s.bytes_written)?;
