@@ -184,20 +184,7 @@ impl Bm25Index {
                 df[remap[t as usize] as usize] += 1;
             }
         }
-        let mut indptr = vec![0u64; n_terms + 1];
-        for t in 0..n_terms {
-            indptr[t + 1] = indptr[t] + df[t];
-        }
-        let n = n_docs as f64;
-        let idf: Vec<f64> = df.iter().map(|&d| params.idf(d as f64, n)).collect();
-        let nonocc: Vec<f32> = if params.method.has_nonoccurrence() {
-            idf.iter()
-                .map(|&i| (i * params.tfc(0.0, avgdl, avgdl)) as f32)
-                .collect()
-        } else {
-            Vec::new()
-        };
-
+        let (indptr, idf, nonocc) = term_table(&df, n_docs as f64, avgdl, &params);
         if let Some(bad) = nonocc.iter().find(|w| !w.is_finite()) {
             return Err(non_finite(&params, *bad));
         }
@@ -418,6 +405,32 @@ impl Bm25Index {
             })
             .collect()
     }
+}
+
+/// What both builders of a flat index (`build` here, `SegmentedIndex::compile`)
+/// derive from the document frequencies, with the one arithmetic that keeps a
+/// compiled index bit-identical to a fresh build: postings offsets (prefix sums
+/// of `df`), each term's idf over `n_docs`, and its non-occurrence weight
+/// (BM25L / BM25+; empty for the other methods). Callers check the latter is
+/// finite.
+pub(crate) fn term_table(
+    df: &[u64],
+    n_docs: f64,
+    avgdl: f64,
+    params: &Params,
+) -> (Vec<u64>, Vec<f64>, Vec<f32>) {
+    let mut indptr = vec![0u64; df.len() + 1];
+    for (t, &d) in df.iter().enumerate() {
+        indptr[t + 1] = indptr[t] + d;
+    }
+    let idf: Vec<f64> = df.iter().map(|&d| params.idf(d as f64, n_docs)).collect();
+    let nonocc: Vec<f32> = if params.method.has_nonoccurrence() {
+        let tfc = params.tfc(0.0, avgdl, avgdl);
+        idf.iter().map(|&i| (i * tfc) as f32).collect()
+    } else {
+        Vec::new()
+    };
+    (indptr, idf, nonocc)
 }
 
 fn non_finite(params: &Params, w: f32) -> Error {

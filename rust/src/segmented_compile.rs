@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::index::Bm25Index;
+use crate::index::{term_table, Bm25Index};
 use crate::segmented::SegmentedIndex;
 
 /// Marks a deleted document or a term with no live posting.
@@ -123,21 +123,9 @@ impl SegmentedIndex {
         }
         drop(first);
         let n_terms = vocab.len();
-        let mut indptr = vec![0u64; n_terms + 1];
-        for t in 0..n_terms {
-            indptr[t + 1] = indptr[t] + df[t];
-        }
-
         let nf = n as f64;
         let avgdl = self.live_len() as f64 / nf;
-        let idf: Vec<f64> = df.iter().map(|&d| params.idf(d as f64, nf)).collect();
-        let nonocc: Vec<f32> = if params.method.has_nonoccurrence() {
-            idf.iter()
-                .map(|&i| (i * params.tfc(0.0, avgdl, avgdl)) as f32)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let (indptr, idf, nonocc) = term_table(&df, nf, avgdl, &params);
         if let Some(bad) = nonocc.iter().find(|w| !w.is_finite()) {
             return Err(self.non_finite(*bad));
         }
