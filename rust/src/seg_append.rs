@@ -26,6 +26,7 @@ use crate::seg_persist::{
     write_new, SaveStats,
 };
 use crate::segment::SegmentData;
+use crate::segmented::emit_text_tokens;
 use crate::tokenizer::Tokenizer;
 
 /// How added ids meet the ids already in the index.
@@ -240,9 +241,7 @@ pub fn append_texts_dir<S: AsRef<str> + Sync, I: AsRef<str>>(
         t.stemmer.as_deref(),
         t.pattern,
     )?;
-    let emit_of = |x: &S, emit: &mut dyn FnMut(&str, u32)| {
-        tokenizer.for_each_token(x.as_ref(), |tok| emit(tok, 1))
-    };
+    let emit_of = emit_text_tokens::<S>(&tokenizer);
     append_with(opened, texts, ids, mode, &emit_of)
 }
 

@@ -126,14 +126,7 @@ impl SegmentedIndex {
         ids: &[I],
         tokenizer: &Tokenizer,
     ) -> Result<()> {
-        self.add_with(
-            texts,
-            ids,
-            false,
-            &|t: &S, emit: &mut dyn FnMut(&str, u32)| {
-                tokenizer.for_each_token(t.as_ref(), |tok| emit(tok, 1))
-            },
-        )
+        self.add_with(texts, ids, false, &emit_text_tokens::<S>(tokenizer))
     }
 
     /// Replaces the documents with these ids (every one must be in the index):
@@ -154,14 +147,7 @@ impl SegmentedIndex {
         ids: &[I],
         tokenizer: &Tokenizer,
     ) -> Result<()> {
-        self.add_with(
-            texts,
-            ids,
-            true,
-            &|t: &S, emit: &mut dyn FnMut(&str, u32)| {
-                tokenizer.for_each_token(t.as_ref(), |tok| emit(tok, 1))
-            },
-        )
+        self.add_with(texts, ids, true, &emit_text_tokens::<S>(tokenizer))
     }
 
     /// Appends `other`'s segments (shared, not copied) after this index's, so
@@ -414,6 +400,16 @@ fn rebuild(parts: &[&Segment]) -> Result<SegmentData> {
 /// of `add_tokens` and `update_tokens`).
 fn emit_tokens<D: AsRef<[S]>, S: AsRef<str>>(d: &D, emit: &mut dyn FnMut(&str, u32)) {
     d.as_ref().iter().for_each(|t| emit(t.as_ref(), 1))
+}
+
+/// What a token callback feeds: each term with its count.
+pub(crate) type Emit<'e> = dyn FnMut(&str, u32) + 'e;
+
+/// The token callback of a raw text: `tokenizer`'s tokens, each counted once.
+pub(crate) fn emit_text_tokens<S: AsRef<str>>(
+    tokenizer: &Tokenizer,
+) -> impl Fn(&S, &mut Emit) + Sync + '_ {
+    move |t: &S, emit: &mut Emit| tokenizer.for_each_token(t.as_ref(), |tok| emit(tok, 1))
 }
 
 #[cfg(test)]
