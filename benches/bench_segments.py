@@ -70,6 +70,13 @@ def main() -> None:
         base_dir = os.path.join(root, "base")
         BM25().index(base_texts, ids=base_ids).save(base_dir)
 
+        def fresh_copy(name: str) -> str:
+            """A copy of the base index folder to change (not timed)."""
+            work = os.path.join(root, name)
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(base_dir, work)
+            return work
+
         def full_rebuild() -> float:
             out = os.path.join(root, "full")
             shutil.rmtree(out, ignore_errors=True)
@@ -77,9 +84,7 @@ def main() -> None:
             return t
 
         def append_from_disk() -> float:
-            work = os.path.join(root, "append")
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(base_dir, work)
+            work = fresh_copy("append")
 
             def go():
                 bm = BM25.load(work)
@@ -89,9 +94,7 @@ def main() -> None:
             return timed(go)[0]
 
         def append_in_memory() -> float:
-            work = os.path.join(root, "append_mem")
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(base_dir, work)
+            work = fresh_copy("append_mem")
             bm = BM25.load(work)
 
             def go():
@@ -101,23 +104,17 @@ def main() -> None:
             return timed(go)[0]
 
         def append_folder() -> float:
-            work = os.path.join(root, "append_folder")
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(base_dir, work)
+            work = fresh_copy("append_folder")
             return timed(lambda: BM25.append_to(work, new_texts, new_ids))[0]
 
         gone = base_ids[:: max(1, int(1 / args.append_fraction))]
 
         def delete_folder() -> float:
-            work = os.path.join(root, "delete_folder")
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(base_dir, work)
+            work = fresh_copy("delete_folder")
             return timed(lambda: BM25.delete_from(work, gone))[0]
 
         def delete_from_disk() -> float:
-            work = os.path.join(root, "delete")
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(base_dir, work)
+            work = fresh_copy("delete")
 
             def go():
                 bm = BM25.load(work)
